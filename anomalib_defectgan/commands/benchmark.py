@@ -1,0 +1,28 @@
+"""``defectgan benchmark NAME ...``: run one benchmark from :mod:`anomalib_defectgan.benchmark`."""
+
+from __future__ import annotations
+
+import importlib
+
+from anomalib_defectgan.errors import DefectGanError
+
+BENCHMARKS = {
+    "new-grade": ("new_grade", "Downstream gain on a grade with no real defects (none/Perlin/CutPaste/DefectGAN)."),
+    "generator": ("generator", "Synthetic-anomaly generators: img/s vs anomalib's Perlin generator."),
+    "classifier": ("classifier", "DefectClassifier: PyTorch eager vs OpenVINO FP32/FP16/INT8 latency."),
+    "steel-world": ("steel_world", "Procedural steel world rendering speed (img/s)."),
+    "gan": ("gan", "DefectGan training speed (steps/s, time per pair)."),
+}
+
+
+def main(argv: list[str]) -> int:
+    """Dispatch ``argv[0]`` to ``anomalib_defectgan.benchmark.<name>.main(argv[1:])``."""
+    if not argv or argv[0] in {"-h", "--help"}:
+        print("usage: defectgan benchmark NAME [options]\n\nbenchmarks:")
+        for name, (_, text) in BENCHMARKS.items():
+            print(f"  {name:<12} {text}")
+        return 0
+    if argv[0] not in BENCHMARKS:
+        raise DefectGanError(f"unknown benchmark {argv[0]!r}; known: {', '.join(BENCHMARKS)}")
+    module = importlib.import_module(f"anomalib_defectgan.benchmark.{BENCHMARKS[argv[0]][0]}")
+    return int(module.main(argv[1:]) or 0)
