@@ -1,0 +1,106 @@
+"""DefectDataModule: batch shapes, sampling roles, determinism, vocabularies, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from anomalib_defectgan.data import DefectDataModule
+from anomalib_defectgan.data.batch import GanBatch
+from anomalib_defectgan.errors import DefectGanError, ManifestError
+from tests.helpers import write_blob_dataset
+
+
+@pytest.fixture
+def manifest(tmp_path: Path) -> Path:
+    return write_blob_dataset(tmp_path / "data", size=48)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_batch_shapes_dtypes_and_roles(manifest: Path, channels: int) -> None:
+    dm = DefectDataModule(str(manifest), crop_size=32, channels=channels, batch_size=4, goods_per_batch=3)
+    dm.setup()
+    assert dm.classes == ["good", "line", "spot"] and dm.grades == ["bright", "dark"]
+    batch = next(iter(dm.train_dataloader()))
+    assert isinstance(batch, GanBatch)
+    for part, size in ((batch.donor, 4), (batch.canvas, 4), (batch.good, 3)):
+        assert part.image.shape == (size, channels, 32, 32) and part.image.dtype == torch.float32
+        assert part.mask.shape == (size, 1, 32, 32)
+        assert 0.0 <= part.image.min() and part.image.max() <= 1.0
+        assert set(part.mask.unique().tolist()) <= {0.0, 1.0}
+        assert part.defect_class.dtype == torch.long and part.grade.dtype == torch.long
+    assert (batch.donor.defect_class > 0).all(), "donors are defects"
+    assert (batch.donor.mask.flatten(1).sum(1) > 0).all(), "donor crops are centred on their defect"
+    assert (batch.canvas.defect_class == 0).all() and (batch.good.defect_class == 0).all()
+    assert batch.canvas.mask.sum() == 0 and batch.good.mask.sum() == 0
+    assert (batch.donor.mask_kind == 2).all() and (batch.canvas.mask_kind == 0).all()
+
+
+def test_batches_are_deterministic_and_change_with_epoch(manifest: Path) -> None:
+    def first(epoch: int, workers: int = 0) -> GanBatch:
+        dm = DefectDataModule(str(manifest), crop_size=32, batch_size=4, num_workers=workers, seed=3)
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(epoch)
+        return next(iter(loader))
+
+    a, b, c = first(0), first(0, workers=2), first(1)
+    assert torch.equal(a.donor.image, b.donor.image) and torch.equal(a.canvas.image, b.canvas.image)
+    assert not torch.equal(a.donor.image, c.donor.image)
+
+
+def test_val_batch_is_fixed(manifest: Path) -> None:
+    dm = DefectDataModule(str(manifest), crop_size=32, val_samples=5)
+    one, two = next(iter(dm.val_dataloader())), next(iter(dm.val_dataloader()))
+    assert one.donor.image.shape[0] == 5
+    assert torch.equal(one.donor.image, two.donor.image)
+
+
+def test_rolling_flips_never_turn_a_horizontal_line(manifest: Path) -> None:
+    dm = DefectDataModule(str(manifest), crop_size=48, batch_size=8, flips="rolling", steps_per_epoch=4)
+    line = dm.classes.index("line")
+    for batch in dm.train_dataloader():
+        masks = batch.donor.mask[batch.donor.defect_class == line, 0]
+        for mask in masks:
+            rows, cols = mask.sum(1), mask.sum(0)
+            assert (cols > 0).sum() > (rows > 0).sum(), "horizontal lines stay horizontal"
+
+
+def test_small_images_are_upscaled_to_the_crop(manifest: Path) -> None:
+    dm = DefectDataModule(str(manifest), crop_size=64, batch_size=2)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch.donor.image.shape[-2:] == (64, 64)
+
+
+def test_grade_filters(manifest: Path) -> None:
+    dm = DefectDataModule(str(manifest), crop_size=32, exclude_grades=["dark"])
+    dm.setup()
+    assert dm.grades == ["bright"]
+    assert set(dm.frame["grade"]) == {"bright"}
+    with pytest.raises(ManifestError, match="include_grades"):
+        DefectDataModule(str(manifest), crop_size=32, include_grades=["nope"]).setup()
+
+
+def test_vocabulary_from_checkpoint_must_cover_the_data(manifest: Path) -> None:
+    ok = DefectDataModule(str(manifest), crop_size=32, classes=["good", "line", "spot", "extra"])
+    assert ok.classes == ["good", "line", "spot", "extra"]
+    with pytest.raises(DefectGanError, match=r"classes \['spot'\].*lacks"):
+        DefectDataModule(str(manifest), crop_size=32, classes=["good", "line"]).setup()
+
+
+def test_manifest_without_goods_or_defects_is_refused(manifest: Path) -> None:
+    frame = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    frame[frame["label"] == "defect"].to_csv(manifest, index=False)
+    with pytest.raises(ManifestError, match="no good images"):
+        DefectDataModule(str(manifest), crop_size=32).setup()
+
+
+def test_bad_arguments_are_clear(manifest: Path) -> None:
+    with pytest.raises(DefectGanError, match="multiple of 8"):
+        DefectDataModule(str(manifest), crop_size=30)
+    with pytest.raises(DefectGanError, match="flips"):
+        DefectDataModule(str(manifest), flips="diagonal")
+    with pytest.raises(DefectGanError, match="unknown split"):
+        DefectDataModule(str(manifest), train_splits=["training"])
