@@ -17,6 +17,7 @@ _EXPORTS = {
     "DefectTransferGenerator": "anomalib_defectgan.generators",
     "CutPasteGenerator": "anomalib_defectgan.generators",
     "DefectAugmented": "anomalib_defectgan.data",
+    "DefectManifest": "anomalib_defectgan.data",
     "DefectDataModule": "anomalib_defectgan.data",
     "make_synthetic_steel": "anomalib_defectgan.data",
     "read_manifest": "anomalib_defectgan.data",

@@ -10,6 +10,7 @@ _EXPORTS = {
     "DefectDataModule": "anomalib_defectgan.data.datamodule",
     "DefectBatch": "anomalib_defectgan.data.batch",
     "GanBatch": "anomalib_defectgan.data.batch",
+    "DefectManifest": "anomalib_defectgan.data.manifest_datamodule",
     "DefectAugmented": "anomalib_defectgan.data.augmented",
     "SyntheticDefectDataset": "anomalib_defectgan.data.synthetic_split",
 }
