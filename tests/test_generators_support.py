@@ -1,0 +1,48 @@
+"""Tiny on-disk fixtures for the generator tests: a defect bank and a folder of good images.
+
+Imported by ``tests/test_generators*.py`` and ``tests/test_generate_cli.py``; holds no tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from anomalib_defectgan.data.image_io import write_image
+
+
+def texture(rng: np.random.Generator, size: int, level: float) -> np.ndarray:
+    """A grey steel-like texture: a level, horizontal streaks and grain, uint8 ``[size, size]``."""
+    streaks = rng.normal(0, 8, (size, 1)) * np.ones((1, size))
+    grain = rng.normal(0, 4, (size, size))
+    return np.clip(level + streaks + grain, 0, 255).astype(np.uint8)
+
+
+def make_bank(root: Path, size: int = 48, per_class: int = 3, seed: int = 0) -> Path:
+    """Write ``root/<class>/*.png`` + ``root/<class>/masks/<stem>_mask.png`` for classes scratch and spot."""
+    rng = np.random.default_rng(seed)
+    for defect_class in ("scratch", "spot"):
+        for i in range(per_class):
+            image = texture(rng, size, 140.0)
+            mask = np.zeros((size, size), np.uint8)
+            if defect_class == "scratch":
+                y = int(rng.integers(8, size - 8))
+                cv2.line(mask, (4, y), (size - 5, y + int(rng.integers(-4, 5))), 255, 2)
+                image[mask > 0] = 40
+            else:
+                cy, cx = (int(v) for v in rng.integers(12, size - 12, 2))
+                cv2.circle(mask, (cx, cy), int(rng.integers(3, 7)), 255, -1)
+                image[mask > 0] = 230
+            write_image(root / defect_class / f"{defect_class}_{i}.png", image)
+            write_image(root / defect_class / "masks" / f"{defect_class}_{i}_mask.png", mask)
+    return root
+
+
+def make_normals(root: Path, count: int = 4, size: int = 48, seed: int = 1, level: float = 90.0) -> Path:
+    """Write ``count`` good grey images ``root/good_<i>.png``."""
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        write_image(root / f"good_{i}.png", texture(rng, size, level))
+    return root
