@@ -79,6 +79,10 @@ def test_grade_filters(manifest: Path) -> None:
     dm.setup()
     assert dm.grades == ["bright"]
     assert set(dm.frame["grade"]) == {"bright"}
+    held_out = DefectDataModule(str(manifest), crop_size=32, exclude_defect_grades=["dark"])
+    held_out.setup()
+    kept = held_out.frame[held_out.frame["grade"] == "dark"]
+    assert len(kept) > 0 and (kept["label"] == "good").all(), "a new grade keeps its goods, loses its defects"
     with pytest.raises(ManifestError, match="include_grades"):
         DefectDataModule(str(manifest), crop_size=32, include_grades=["nope"]).setup()
 

@@ -150,7 +150,9 @@ class DefectDataModule(pl.LightningDataModule):
             classes must all be in it. Taken from the data when None.
         grades: Grade vocabulary to use; same rules as ``classes``.
         include_grades: Keep only rows of these grades.
-        exclude_grades: Drop rows of these grades (e.g. the new grade held out for testing).
+        exclude_grades: Drop rows of these grades.
+        exclude_defect_grades: Drop the defect rows of these grades but keep their good images as
+            canvases (a new grade: its good images exist, its defects are for testing only).
         train_splits: Manifest splits used for training.
         val_splits: Manifest splits used for the fixed validation batches (sample grids); the
             training rows are used when these splits have no donors or no goods.
@@ -176,6 +178,7 @@ class DefectDataModule(pl.LightningDataModule):
         grades: list[str] | None = None,
         include_grades: list[str] | None = None,
         exclude_grades: list[str] | None = None,
+        exclude_defect_grades: list[str] | None = None,
         train_splits: list[str] | None = None,
         val_splits: list[str] | None = None,
         flips: str = "rolling",
@@ -205,6 +208,7 @@ class DefectDataModule(pl.LightningDataModule):
         self._grades = list(grades) if grades else None
         self.include_grades = include_grades
         self.exclude_grades = exclude_grades
+        self.exclude_defect_grades = exclude_defect_grades
         self.train_splits = list(train_splits or ["train"])
         self.val_splits = list(val_splits or ["val"])
         for split in self.train_splits + self.val_splits:
@@ -254,6 +258,8 @@ class DefectDataModule(pl.LightningDataModule):
             frame = frame[frame["grade"].isin(self.include_grades)]
         if self.exclude_grades:
             frame = frame[~frame["grade"].isin(self.exclude_grades)]
+        if self.exclude_defect_grades:
+            frame = frame[~(frame["grade"].isin(self.exclude_defect_grades) & (frame["label"] == "defect"))]
         return frame.reset_index(drop=True)
 
     def _check_vocab(self, name: str, given: list[str] | None, found: list[str]) -> list[str]:
