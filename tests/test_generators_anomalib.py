@@ -1,0 +1,76 @@
+"""The generators inside anomalib: DRAEM's augmenter, GLASS's augmentor, synthetic val/test splits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from anomalib.data import ImageBatch
+
+from anomalib_defectgan.generators import CutPasteGenerator
+from tests.test_generators_support import make_bank, make_normals
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_bank(tmp_path_factory.mktemp("bank"))
+
+
+def _generators(bank: Path) -> dict[str, torch.nn.Module]:
+    return {"cutpaste": CutPasteGenerator(bank, probability=1.0, seed=0)}
+
+
+@pytest.mark.parametrize("name", ["cutpaste"])
+def test_draem_training_step_with_generator(bank: Path, tmp_path: Path, name: str) -> None:
+    from anomalib.models import Draem
+
+    (tmp_path / "dtd").mkdir()
+    model = Draem(dtd_dir=tmp_path / "dtd")  # an existing folder: no DTD download
+    model.augmenter = _generators(bank)[name]
+    images = torch.rand(2, 3, 32, 32)
+    loss = model.training_step(ImageBatch(image=images, gt_label=torch.zeros(2, dtype=torch.bool)))["loss"]
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(info is not None for info in model.augmenter.last_info), "every image got a defect"
+    grads = [p.grad for p in model.model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("name", ["cutpaste"])
+def test_glass_training_forward_with_generator(bank: Path, name: str) -> None:
+    from anomalib.models import Glass
+
+    model = Glass(input_shape=(32, 32), backbone="resnet18", pre_trained=False, layers=["layer2", "layer3"],
+                  pretrain_embed_dim=64, target_embed_dim=64, step=1, discriminator_hidden=32)
+    model.model.augmentor = _generators(bank)[name]
+    images = torch.rand(2, 3, 32, 32)
+    model.model.calculate_center([ImageBatch(image=images)], torch.device("cpu"))
+    model.model.train()
+    *_, loss = model.model(images)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(info is not None for info in model.model.augmentor.last_info)
+
+
+def test_synthetic_defect_dataset_from_folder(bank: Path, tmp_path: Path) -> None:
+    from anomalib.data.datasets import FolderDataset
+
+    from anomalib_defectgan.data import SyntheticDefectDataset
+
+    make_normals(tmp_path / "root" / "good", count=6, size=40)
+    normal = FolderDataset(name="steel", root=tmp_path / "root", normal_dir="good")
+    generator = CutPasteGenerator(bank, probability=0.2, seed=0)
+    synthetic = SyntheticDefectDataset.from_dataset(normal, generator, seed=0)
+    assert generator.probability == 0.2, "the caller's generator is restored"
+    samples = synthetic.samples
+    assert len(samples) == 6 and (samples.label_index == 1).sum() == 3
+    abnormal = samples.index[samples.label_index == 1][0]
+    item = synthetic[int(abnormal)]
+    assert item.gt_label and item.gt_mask.any() and item.image.shape == (3, 40, 40)
+    root = synthetic.root
+    del synthetic, item
+    import gc
+
+    gc.collect()
+    assert not root.exists(), "temporary files are removed with the dataset"
