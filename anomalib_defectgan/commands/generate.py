@@ -1,0 +1,273 @@
+"""``defectgan generate``: paint synthetic defects onto a new grade's good images.
+
+Writes an anomalib ``Folder`` tree::
+
+    OUT/good/<stem>.png                 the readable good images (PNG copies)
+    OUT/defect/<nnnnn>_<stem>.png       synthetic defects
+    OUT/masks/<nnnnn>_<stem>_mask.png   their masks
+    OUT/manifest.csv                    our manifest schema + generator, donor and placement columns
+    OUT/contact_sheet.png               the first outputs, mask outlines in red
+
+so that ``Folder(name="x", root=OUT, normal_dir="good", abnormal_dir="defect", mask_dir="masks")``
+loads it. Every file is written atomically. An item counts as finished when its record
+``OUT/.progress/<name>.json`` exists (written last), so a rerun with the same settings skips
+finished items and an interrupted run resumes cleanly; ``--overwrite`` starts again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from anomalib_defectgan.data.image_io import list_images, read_image, write_image
+from anomalib_defectgan.errors import DefectGanError, ImageReadError, OutputExistsError, summarize
+from anomalib_defectgan.utils.atomic import atomic_write_text
+
+GENERATORS = ("defectgan", "cutpaste")
+PROGRESS = ".progress"
+OUTPUT_NAMES = ("good", "defect", "masks", PROGRESS, "manifest.csv", "contact_sheet.png")
+SHEET_ITEMS = 16
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's options."""
+    parser = argparse.ArgumentParser(prog="defectgan generate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--normal-dir", required=True, type=Path, help="Folder of good images of the new grade.")
+    parser.add_argument("--defect-bank", required=True, type=Path,
+                        help="Donor defects: a manifest, or a folder of defect images with masks.")
+    parser.add_argument("--num", required=True, type=int, help="Number of defect images to write.")
+    parser.add_argument("--out", required=True, type=Path, help="Output folder (anomalib Folder layout).")
+    parser.add_argument("--checkpoint", type=Path, help="DefectGAN generator (needed by --generator defectgan).")
+    parser.add_argument("--generator", choices=GENERATORS, default="defectgan")
+    parser.add_argument("--classes", nargs="+", help="Defect classes to use (default: all in the bank).")
+    parser.add_argument("--class-weights", nargs="+", type=float, help="Relative weight per --classes entry.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--backend", choices=("torch", "openvino"), default="torch",
+                        help="DefectGAN inference backend.")
+    parser.add_argument("--channels", type=int, choices=(1, 3),
+                        help="Image channels (default: 3 if the first good image is colour, else 1).")
+    parser.add_argument("--grade", help="Grade name written to the manifest (default: the normal dir's name).")
+    parser.add_argument("--split", choices=("train", "val", "test"), default="train", help="Manifest split.")
+    parser.add_argument("--overwrite", action="store_true", help="Redo everything in an earlier OUT.")
+    parser.add_argument("--strict", action="store_true", help="Fail on unreadable good images instead of skipping.")
+    parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
+    return parser
+
+
+def _prepare_out(out: Path, settings: dict[str, Any], overwrite: bool) -> bool:
+    """Check OUT is writable and belongs to this run; returns whether this call created it."""
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".probe."):
+            pass
+    except OSError as err:
+        if created and out.is_dir():
+            out.rmdir()
+        raise DefectGanError(f"output folder {out} is not writable ({err.strerror or err})") from err
+    run_file = out / PROGRESS / "run.json"
+    foreign = [p.name for p in out.iterdir() if p.name not in OUTPUT_NAMES]
+    if foreign or (any(out.iterdir()) and not run_file.is_file()):
+        raise OutputExistsError(f"{out} is not empty and was not written by 'defectgan generate' "
+                                f"({summarize(foreign or [p.name for p in out.iterdir()])}); choose another --out")
+    if run_file.is_file() and not overwrite:
+        previous = json.loads(run_file.read_text())
+        changed = sorted(k for k in set(settings) | set(previous) if previous.get(k) != settings.get(k))
+        if changed:
+            raise OutputExistsError(f"{out} holds a run with other settings (different {', '.join(changed)}); "
+                                    "rerun with the same options to resume, or pass --overwrite")
+    return created
+
+
+def _clean(out: Path, overwrite: bool) -> None:
+    """Remove stale temporary files of a killed run (``--overwrite``: every earlier output)."""
+    if overwrite:
+        for name in OUTPUT_NAMES:
+            path = out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    for folder in (out, *(out / n for n in ("good", "defect", "masks", PROGRESS))):
+        if folder.is_dir():
+            for stale in folder.glob(".*.tmp*"):
+                stale.unlink()
+
+
+def _channels_of(path: Path) -> int:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return 3 if img.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "RGBX") else 1
+    except OSError:
+        return 1
+
+
+def _readable(paths: list[Path], channels: int) -> tuple[list[Path], list[str]]:
+    good, bad = [], []
+    for path in paths:
+        try:
+            read_image(path, channels)
+            good.append(path)
+        except ImageReadError as err:
+            bad.append(f"{path.name} ({err.problem})")
+    return good, bad
+
+
+def build_generator(args: argparse.Namespace) -> Any:
+    """The generator object asked for on the command line (probability 1: every item gets a defect)."""
+    if args.generator == "cutpaste":
+        from anomalib_defectgan.generators.cut_paste import CutPasteGenerator
+
+        return CutPasteGenerator(args.defect_bank, probability=1.0, classes=args.classes,
+                                 class_weights=args.class_weights, seed=args.seed)
+    if args.checkpoint is None:
+        raise DefectGanError("--generator defectgan needs --checkpoint (or use --generator cutpaste)")
+    from anomalib_defectgan.generators.defect_transfer import DefectTransferGenerator
+
+    return DefectTransferGenerator(args.checkpoint, args.defect_bank, probability=1.0, classes=args.classes,
+                                   class_weights=args.class_weights, seed=args.seed, device=args.device,
+                                   backend=args.backend, grade=args.grade)
+
+
+def _good_names(paths: list[Path]) -> dict[Path, str]:
+    stems = [p.stem for p in paths]
+    return {p: (p.stem if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix[1:]}") for p in paths}
+
+
+def _contact_sheet(out: Path, names: list[str]) -> None:
+    import cv2
+
+    tiles = []
+    for name in names[:SHEET_ITEMS]:
+        image = read_image(out / "defect" / f"{name}.png", channels=3)
+        mask = read_image(out / "masks" / f"{name}_mask.png", channels=1)[..., 0] >= 128
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        image = cv2.drawContours(np.array(image), contours, -1, (255, 0, 0), 1)
+        tiles.append(cv2.resize(image, (128, 128), interpolation=cv2.INTER_AREA))
+    if not tiles:
+        return
+    cols = min(4, len(tiles))
+    rows = -(-len(tiles) // cols)
+    sheet = np.full((rows * 130, cols * 130, 3), 255, np.uint8)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, cols)
+        sheet[r * 130 + 1:r * 130 + 129, c * 130 + 1:c * 130 + 129] = tile
+    write_image(out / "contact_sheet.png", sheet)
+
+
+def main(argv: list[str]) -> int:
+    """Run ``defectgan generate``; see ``--help``."""
+    import torch
+    from tqdm import tqdm
+
+    args = build_parser().parse_args(argv)
+    if args.num < 1 or args.batch_size < 1:
+        raise DefectGanError("--num and --batch-size must be at least 1")
+    if not args.normal_dir.is_dir():
+        raise DefectGanError(f"--normal-dir {args.normal_dir}: not a folder")
+    out = args.out.resolve()
+    normals = list_images(args.normal_dir)
+    if not normals:
+        raise DefectGanError(f"--normal-dir {args.normal_dir}: no images found (empty normal dir)")
+    channels = args.channels or _channels_of(normals[0])
+    grade = args.grade or args.normal_dir.resolve().name
+    settings = {"normal_dir": str(args.normal_dir.resolve()), "defect_bank": str(args.defect_bank.resolve()),
+                "checkpoint": str(args.checkpoint.resolve()) if args.checkpoint else "", "generator": args.generator,
+                "classes": args.classes, "class_weights": args.class_weights, "seed": args.seed, "num": args.num,
+                "channels": channels, "grade": grade, "split": args.split}
+    created = _prepare_out(out, settings, args.overwrite)
+    try:
+        usable, unreadable = _readable(normals, channels)
+        if unreadable and (args.strict or not usable):
+            reason = "--strict" if usable else "no readable good image left"
+            raise DefectGanError(f"--normal-dir {args.normal_dir}: unreadable images ({reason}) "
+                                 f"{summarize(unreadable)}")
+        generator = build_generator(args)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    if unreadable:
+        print(f"defectgan generate: skipping unreadable images {summarize(unreadable)}", file=sys.stderr)
+    _clean(out, args.overwrite)
+    atomic_write_text(out / PROGRESS / "run.json", json.dumps(settings, indent=1, sort_keys=True))
+
+    good_names = _good_names(usable)
+    for path, name in good_names.items():
+        target = out / "good" / f"{name}.png"
+        if not target.is_file():
+            write_image(target, read_image(path, channels))
+    names = [f"{i:05d}_{good_names[usable[i % len(usable)]]}" for i in range(args.num)]
+    records: dict[int, dict[str, Any]] = {}
+    failed: list[str] = []
+    bar = tqdm(total=args.num, desc="generate", unit="img", disable=args.no_progress, file=sys.stderr)
+    for start in range(0, args.num, args.batch_size):
+        chunk = range(start, min(start + args.batch_size, args.num))
+        todo = [i for i in chunk if not (out / PROGRESS / f"{names[i]}.json").is_file()]
+        bar.update(len(chunk) - len(todo))
+        for i in set(chunk) - set(todo):
+            records[i] = json.loads((out / PROGRESS / f"{names[i]}.json").read_text())
+        if not todo:
+            continue
+        # Each batch has its own seed, so a resumed batch repeats exactly what a full run does.
+        generator.reseed(args.seed * 1_000_003 + start)
+        by_size: dict[tuple[int, ...], list[int]] = {}
+        images = {i: read_image(usable[i % len(usable)], channels) for i in chunk}
+        for i in chunk:
+            by_size.setdefault(images[i].shape, []).append(i)
+        for group in by_size.values():
+            batch = torch.stack([torch.from_numpy(np.array(images[i])).permute(2, 0, 1).float() / 255.0 for i in group])
+            with torch.no_grad():
+                augmented, masks = generator(batch)
+            for j, i in enumerate(group):
+                info = generator.last_info[j]
+                if i not in todo:
+                    continue
+                if info is None or not masks[j].any():
+                    failed.append(names[i])
+                    bar.update(1)
+                    continue
+                write_image(out / "defect" / f"{names[i]}.png", augmented[j].clamp(0, 1).permute(1, 2, 0).cpu().numpy())
+                write_image(out / "masks" / f"{names[i]}_mask.png", masks[j, 0].cpu().numpy() > 0.5)
+                record = {**info, "normal_path": str(usable[i % len(usable)].resolve()), "generator": args.generator,
+                          "seed": args.seed}
+                atomic_write_text(out / PROGRESS / f"{names[i]}.json", json.dumps(record, sort_keys=True))
+                records[i] = record
+                bar.update(1)
+    bar.close()
+    _write_manifest(out, args, grade, good_names, names, records)
+    _contact_sheet(out, [names[i] for i in sorted(records)])
+    print(f"defectgan generate: {len(records)} defect images + {len(good_names)} good images in {out}"
+          + (f"; {len(failed)} items got an empty mask and were left out: {summarize(failed)}" if failed else ""))
+    return 0
+
+
+def _write_manifest(out: Path, args: argparse.Namespace, grade: str, good_names: dict[Path, str],
+                    names: list[str], records: dict[int, dict[str, Any]]) -> None:
+    import pandas as pd
+
+    from anomalib_defectgan.data.manifest import write_manifest
+
+    source = f"defectgan-generate:{args.generator}"
+    rows = [{"image_path": str(out / "good" / f"{name}.png"), "mask_path": "", "label": "good",
+             "defect_class": "good", "grade": grade, "split": args.split, "source": source, "mask_kind": "none",
+             "normal_path": str(path.resolve())} for path, name in good_names.items()]
+    for i in sorted(records):
+        record = records[i]
+        rows.append({"image_path": str(out / "defect" / f"{names[i]}.png"),
+                     "mask_path": str(out / "masks" / f"{names[i]}_mask.png"), "label": "defect",
+                     "defect_class": record["defect_class"], "grade": grade, "split": args.split,
+                     "source": source, "mask_kind": "pixel",
+                     **{k: v for k, v in record.items() if k != "defect_class"}})
+    write_manifest(pd.DataFrame(rows), out / "manifest.csv")
