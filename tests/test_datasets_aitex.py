@@ -29,6 +29,7 @@ def _source_mask(origin: Path) -> np.ndarray:
     return np.logical_or.reduce([read_mask(m) for m in masks])
 
 
+@pytest.mark.realdata
 def test_real_aitex_has_grades_and_classes(real: tuple[pd.DataFrame, list[str]]) -> None:
     frame, messages = real
     assert frame["grade"].nunique() >= 6
@@ -43,6 +44,7 @@ def test_real_aitex_has_grades_and_classes(real: tuple[pd.DataFrame, list[str]])
     assert (frame.groupby("origin_path")["split"].nunique() == 1).all()
 
 
+@pytest.mark.realdata
 def test_real_aitex_tiles_match_the_source(real: tuple[pd.DataFrame, list[str]]) -> None:
     frame, _ = real
     defects = frame[frame["label"] == "defect"]

@@ -24,6 +24,7 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     return neu_det.to_manifest(root, tmp_path_factory.mktemp("neu") / "out")
 
 
+@pytest.mark.realdata
 def test_real_neu_det_gives_1800_defect_rows_in_6_classes(real: pd.DataFrame) -> None:
     assert len(real) == 1800
     assert set(real["label"]) == {"defect"} and set(real["mask_kind"]) == {"box"}
@@ -35,6 +36,7 @@ def test_real_neu_det_gives_1800_defect_rows_in_6_classes(real: pd.DataFrame) ->
     assert all(Path(p).parent == shared_dataset("neu-det") / "IMAGES" for p in real["image_path"])
 
 
+@pytest.mark.realdata
 def test_real_neu_det_masks_cover_their_boxes_scaled_to_416(real: pd.DataFrame) -> None:
     annotations = shared_dataset("neu-det") / "ANNOTATIONS"
     for row in real.itertuples():
@@ -96,6 +98,14 @@ def test_kaggle_layout_keeps_validation_as_test_and_cuts_background_tiles(tmp_pa
         assert row.split == frame.set_index("image_path").at[row.origin_path, "split"]
     again = neu_det.to_manifest(tmp_path / "src", tmp_path / "out2", background_tiles=3, tile_size=8, seed=1)
     assert again[["split", "tile_x", "tile_y"]].equals(frame[["split", "tile_x", "tile_y"]])
+
+
+def test_same_image_name_in_train_and_validation_is_an_error(tmp_path: Path) -> None:
+    _kaggle_layout(tmp_path / "src")
+    write_image(tmp_path / "src" / "validation" / "images" / "crazing" / "crazing_train_0.jpg", np.zeros((40, 40), np.uint8))
+    _voc(tmp_path / "src" / "validation" / "annotations" / "crazing_train_0.xml", "crazing_train_0.jpg", [("crazing", 1, 1, 2, 2)])
+    with pytest.raises(DatasetError, match=r"used in more than one folder, 1: crazing_train_0"):
+        neu_det.to_manifest(tmp_path / "src", tmp_path / "out")
 
 
 def _flat(root: Path, xml_text: str | None = None, stem: str = "crazing_1") -> Path:

@@ -20,6 +20,7 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     return sd_saliency.to_manifest(root, tmp_path_factory.mktemp("sd") / "out", background_tiles=2, tile_size=64)
 
 
+@pytest.mark.realdata
 def test_real_sd_saliency_gives_900_defect_rows_in_3_classes(real: pd.DataFrame) -> None:
     defects = real[real["label"] == "defect"]
     assert len(defects) == 900
@@ -28,6 +29,7 @@ def test_real_sd_saliency_gives_900_defect_rows_in_3_classes(real: pd.DataFrame)
     assert all(Path(p).parent.name == "masks" for p in defects["mask_path"])  # the source masks, in place
 
 
+@pytest.mark.realdata
 def test_real_sd_saliency_good_tiles_lie_outside_the_source_mask(real: pd.DataFrame) -> None:
     goods = real[real["label"] == "good"]
     # Up to two per image; most 200 px images have room for two 64 px tiles beside the defect.

@@ -142,6 +142,14 @@ def test_malformed_csv_names_file_and_line(tmp_path: Path, csv_text: str, messag
     assert not (tmp_path / "out").exists()  # nothing written before the input is known to be good
 
 
+def test_byte_order_mark_is_accepted_and_binary_content_is_an_error(tmp_path: Path) -> None:
+    root = _write(tmp_path / "src", "\ufeffImageId,ClassId,EncodedPixels\na.jpg,2,1 5\n")
+    assert severstal.to_manifest(root, tmp_path / "out", tile_size=TILE)["defect_class"].tolist().count("class_2") == 1
+    (root / "train.csv").write_bytes(b"ImageId,ClassId,EncodedPixels\na.jpg,1,1 5\n\xff\xfe\x00\x81\n")
+    with pytest.raises(DatasetError, match=r"train.csv: unreadable after line"):
+        severstal.to_manifest(root, tmp_path / "out2", tile_size=TILE)
+
+
 def test_missing_images_are_counted_and_named(tmp_path: Path) -> None:
     rows = "".join(f"m{i}.jpg,1,1 5\n" for i in range(7))
     root = _write(tmp_path / "src", "ImageId,ClassId,EncodedPixels\na.jpg,1,1 5\n" + rows)

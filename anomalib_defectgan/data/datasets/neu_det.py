@@ -45,6 +45,7 @@ from anomalib_defectgan.data.datasets.common import (
 )
 from anomalib_defectgan.data.image_io import read_image, write_image
 from anomalib_defectgan.data.manifest import GOOD_CLASS
+from anomalib_defectgan.errors import summarize
 
 SOURCE = "neu-det"
 
@@ -230,6 +231,10 @@ def to_manifest(
             items.append((annotation, images[stem], official))
         unannotated += [images[s].name for s in sorted(set(images) - used)]
     raise_if_missing(missing, "image(s) referenced by annotations", root)
+    stems = [image.stem for _, image, _ in items]
+    twice = sorted({stem for stem in stems if stems.count(stem) > 1}) if len(set(stems)) < len(stems) else []
+    if twice:
+        raise DatasetError(f"{root}: image name(s) used in more than one folder, {summarize(twice)}")
     if unannotated:
         warn(f"{root}: skipped image(s) without annotation, {len(unannotated)}: {', '.join(unannotated[:5])}")
 

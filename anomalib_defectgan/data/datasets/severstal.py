@@ -94,40 +94,43 @@ def read_runs(csv_path: Path) -> dict[str, dict[int, tuple[str, int]]]:
     """
     runs: dict[str, dict[int, tuple[str, int]]] = {}
     try:
-        handle = csv_path.open(newline="", encoding="utf-8")
+        handle = csv_path.open(newline="", encoding="utf-8-sig")
     except OSError as err:
         raise DatasetError(f"{csv_path}: cannot read ({err})") from err
     with handle:
         reader = csv.reader(handle)
-        header = [h.strip() for h in next(reader, [])]
-        if header == ["ImageId_ClassId", "EncodedPixels"]:
-            combined = True
-        elif header == ["ImageId", "ClassId", "EncodedPixels"]:
-            combined = False
-        else:
-            raise DatasetError(f"{csv_path}:1: unknown header {header}; expected ImageId_ClassId,EncodedPixels "
-                               "or ImageId,ClassId,EncodedPixels")
-        for fields in reader:
-            line = reader.line_num
-            if not fields or all(not f.strip() for f in fields):
-                continue
-            if len(fields) != len(header):
-                raise DatasetError(f"{csv_path}:{line}: expected {len(header)} fields, got {len(fields)}")
-            if combined:
-                image_id, _, class_text = fields[0].strip().rpartition("_")
-                rle = fields[1]
+        try:
+            header = [h.strip() for h in next(reader, [])]
+            if header == ["ImageId_ClassId", "EncodedPixels"]:
+                combined = True
+            elif header == ["ImageId", "ClassId", "EncodedPixels"]:
+                combined = False
             else:
-                image_id, class_text, rle = fields[0].strip(), fields[1].strip(), fields[2]
-            if not image_id or not class_text.isdigit() or int(class_text) < 1:
-                raise DatasetError(f"{csv_path}:{line}: bad image id / class id {fields[0]!r}"
-                                   + ("" if combined else f", {fields[1]!r}"))
-            per_image = runs.setdefault(image_id, {})
-            class_id = int(class_text)
-            if class_id in per_image:
-                raise DatasetError(f"{csv_path}:{line}: {image_id} class {class_id} listed twice "
-                                   f"(first on line {per_image[class_id][1]})")
-            if rle.strip():
-                per_image[class_id] = (rle, line)
+                raise DatasetError(f"{csv_path}:1: unknown header {header}; expected ImageId_ClassId,EncodedPixels "
+                                   "or ImageId,ClassId,EncodedPixels")
+            for fields in reader:
+                line = reader.line_num
+                if not fields or all(not f.strip() for f in fields):
+                    continue
+                if len(fields) != len(header):
+                    raise DatasetError(f"{csv_path}:{line}: expected {len(header)} fields, got {len(fields)}")
+                if combined:
+                    image_id, _, class_text = fields[0].strip().rpartition("_")
+                    rle = fields[1]
+                else:
+                    image_id, class_text, rle = fields[0].strip(), fields[1].strip(), fields[2]
+                if not image_id or not class_text.isdigit() or int(class_text) < 1:
+                    raise DatasetError(f"{csv_path}:{line}: bad image id / class id {fields[0]!r}"
+                                       + ("" if combined else f", {fields[1]!r}"))
+                per_image = runs.setdefault(image_id, {})
+                class_id = int(class_text)
+                if class_id in per_image:
+                    raise DatasetError(f"{csv_path}:{line}: {image_id} class {class_id} listed twice "
+                                       f"(first on line {per_image[class_id][1]})")
+                if rle.strip():
+                    per_image[class_id] = (rle, line)
+        except (UnicodeDecodeError, csv.Error) as err:
+            raise DatasetError(f"{csv_path}: unreadable after line {reader.line_num} ({err})") from None
     return runs
 
 
