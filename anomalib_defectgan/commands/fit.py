@@ -1,0 +1,64 @@
+"""``defectgan fit -c CONFIG [--model.* --data.* --trainer.* --ckpt_path CKPT]``: train DefectGan.
+
+Built on :class:`lightning.pytorch.cli.LightningCLI` (jsonargparse), so every init argument of
+:class:`~anomalib_defectgan.models.defect_gan.DefectGan` and
+:class:`~anomalib_defectgan.data.datamodule.DefectDataModule` and every Trainer flag can be set in
+the YAML config or on the command line. Resume with ``--ckpt_path``. When the config sets no
+logger, a CSV and a TensorBoard logger share ``<default_root_dir>/version_N``. At the end of fit the
+model writes ``<log_dir>/samples/final.png`` and ``<log_dir>/generator/generator.{safetensors,json}``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from lightning.pytorch.cli import LightningCLI
+
+
+class DefectGanCLI(LightningCLI):
+    """LightningCLI that logs to CSV and TensorBoard side by side unless a logger is configured."""
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
+        if config.get("logger") in (None, True):
+            from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+            root = config.get("default_root_dir") or os.getcwd()
+            csv = CSVLogger(root, name="")
+            config["logger"] = [csv, TensorBoardLogger(root, name="", version=csv.version)]
+        return super()._instantiate_trainer(config, callbacks)
+
+
+def main(argv: list[str]) -> int:
+    """Run the CLI with the ``fit`` subcommand.
+
+    Args:
+        argv: Arguments after ``defectgan fit``.
+
+    Returns:
+        The exit code (0, or jsonargparse's code for ``--help`` and argument errors).
+    """
+    from anomalib_defectgan.data.datamodule import DefectDataModule
+    from anomalib_defectgan.models.defect_gan import DefectGan
+
+    args = list(argv)
+    if args and args[0] == "fit":
+        args = args[1:]
+    saved_argv = sys.argv
+    sys.argv = [saved_argv[0] if saved_argv else "defectgan"]  # LightningCLI warns when args and argv both exist
+    try:
+        DefectGanCLI(
+            DefectGan,
+            DefectDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            args=["fit", *args],
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+        )
+    except SystemExit as exit_:  # --help, or an argument error already printed by jsonargparse
+        return int(exit_.code or 0)
+    finally:
+        sys.argv = saved_argv
+    return 0

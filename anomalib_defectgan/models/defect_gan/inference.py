@@ -1,0 +1,233 @@
+"""Standalone generator: ``generator.safetensors`` + ``generator.json``, loaded without pickle.
+
+``load_generator(path)`` returns a :class:`DefectGanGenerator` (eval mode, EMA weights) with::
+
+    codes = gen.encode(donors)                      # DefectCodes(z_d, l8, s_d, z_t, defect_class)
+    image, mask = gen.transfer(canvas, codes)       # paint the donors' defects onto canvases
+    image, mask = gen.restore(defective)            # paint defects away
+
+Images are float ``[B, C, H, W]`` in [0, 1] with H and W multiples of 8; a transfer canvas must
+have the size of the donor crops its codes came from (``8 * z_d`` grid). Masks are soft
+``[B, 1, H, W]`` in [0, 1]; outside the mask the canvas is copied (``X = m * f + (1 - m) * canvas``).
+:meth:`DefectGanGenerator.export_module` gives a traceable module for ONNX / OpenVINO.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from anomalib_defectgan.errors import DefectGanError
+from anomalib_defectgan.models.defect_gan.torch_model import DefectCodes, DefectGanNet
+from anomalib_defectgan.utils.atomic import atomic_path, atomic_write_text
+
+KIND = "defectgan-generator"
+FORMAT_VERSION = 1
+WEIGHTS_NAME = "generator.safetensors"
+CONFIG_NAME = "generator.json"
+
+ClassSpec = int | str | Sequence[int | str] | Tensor | None
+
+
+def save_generator(net: DefectGanNet, config: dict[str, Any], classes: list[str], grades: list[str],
+                   crop_size: int, out_dir: str | Path) -> Path:
+    """Write ``out_dir/generator.safetensors`` and ``out_dir/generator.json`` atomically.
+
+    Returns:
+        Path of the ``.safetensors`` file.
+    """
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    tensors = {name: value.detach().float().cpu().contiguous() for name, value in net.state_dict().items()}
+    weights = out_dir / WEIGHTS_NAME
+    with atomic_path(weights) as tmp:
+        save_file(tensors, str(tmp), metadata={"kind": KIND, "format_version": str(FORMAT_VERSION)})
+    meta = {"kind": KIND, "format_version": FORMAT_VERSION, "config": config, "classes": list(classes),
+            "grades": list(grades), "channels": int(config["channels"]), "crop_size": int(crop_size)}
+    atomic_write_text(out_dir / CONFIG_NAME, json.dumps(meta, indent=2) + "\n")
+    return weights
+
+
+def _paths(path: str | Path) -> tuple[Path, Path]:
+    path = Path(path)
+    if path.is_dir():
+        return path / WEIGHTS_NAME, path / CONFIG_NAME
+    if path.suffix == ".json":
+        return path.with_suffix(".safetensors"), path
+    return path, path.with_suffix(".json")
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> DefectGanGenerator:
+    """Load a generator written by ``defectgan fit`` / ``defectgan export-weights``.
+
+    Args:
+        path: The folder holding ``generator.safetensors`` + ``generator.json``, or either file.
+        device: Where to put the module.
+
+    Raises:
+        DefectGanError: Missing or unreadable files, a JSON of another kind or format version,
+            or weights that do not fit the recorded config.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights, config_path = _paths(path)
+    for file in (weights, config_path):
+        if not file.is_file():
+            raise DefectGanError(f"{file}: not found (a generator is {WEIGHTS_NAME} + {CONFIG_NAME}, written by "
+                                 "'defectgan fit' or 'defectgan export-weights')")
+    try:
+        meta = json.loads(config_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DefectGanError(f"{config_path}: not a readable JSON file ({err})") from err
+    if not isinstance(meta, dict) or meta.get("kind") != KIND:
+        kind = meta.get("kind") if isinstance(meta, dict) else type(meta).__name__
+        raise DefectGanError(f"{config_path}: kind is {kind!r}, expected {KIND!r} (not a DefectGan generator)")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise DefectGanError(f"{config_path}: format_version {meta.get('format_version')!r} is not supported "
+                             f"(this version reads {FORMAT_VERSION})")
+    try:
+        net = DefectGanNet(**meta["config"])
+        state = load_file(str(weights))
+        net.load_state_dict(state)
+    except (KeyError, TypeError, ValueError) as err:
+        raise DefectGanError(f"{config_path}: config does not describe a DefectGan generator ({err})") from err
+    except (SafetensorError, OSError) as err:
+        raise DefectGanError(f"{weights}: not a readable safetensors file ({err})") from err
+    except RuntimeError as err:
+        raise DefectGanError(f"{weights}: weights do not match {config_path.name} ({str(err).splitlines()[0]})") from err
+    return DefectGanGenerator(net, meta["classes"], meta["grades"], meta["crop_size"]).to(device).eval()
+
+
+class TransferGraph(nn.Module):
+    """Traceable ``(canvas, z_d, l8, s_d, class_id, grade_id) -> (image, mask)`` for export."""
+
+    def __init__(self, net: DefectGanNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, canvas: Tensor, z_d: Tensor, l8: Tensor, s_d: Tensor, class_id: Tensor,
+                grade_id: Tensor) -> tuple[Tensor, Tensor]:
+        """Paint the defect code onto ``canvas``; ``class_id``/``grade_id`` are ``[B]`` long."""
+        out = self.net.transfer(canvas, z_d, l8, s_d, class_id, grade_id)
+        return out.image, out.mask
+
+
+class DefectGanGenerator(nn.Module):
+    """Inference wrapper of the EMA encoder + generator with its vocabularies.
+
+    Args:
+        net: The network (EMA weights).
+        classes: Class vocabulary, ``'good'`` first.
+        grades: Training grades; other grade names map to the 'unknown grade' embedding.
+        crop_size: Crop size the network was trained on.
+    """
+
+    def __init__(self, net: DefectGanNet, classes: list[str], grades: list[str], crop_size: int) -> None:
+        super().__init__()
+        self.net = net
+        self.classes = list(classes)
+        self.grades = list(grades)
+        self.crop_size = int(crop_size)
+        self.channels = net.channels
+
+    def class_ids(self, defect_class: ClassSpec, batch: int, device: torch.device) -> Tensor | None:
+        """Class ids ``[batch]`` from names or ids (one, or one per image); None stays None."""
+        if defect_class is None:
+            return None
+        if isinstance(defect_class, Tensor):
+            ids = defect_class.to(device=device, dtype=torch.long).reshape(-1)
+        else:
+            items = [defect_class] if isinstance(defect_class, int | str) else list(defect_class)
+            ids_list = []
+            for item in items:
+                if isinstance(item, str):
+                    if item not in self.classes:
+                        raise DefectGanError(f"unknown defect class {item!r}; this generator knows {self.classes}")
+                    ids_list.append(self.classes.index(item))
+                else:
+                    ids_list.append(int(item))
+            ids = torch.tensor(ids_list, dtype=torch.long, device=device)
+        if ids.numel() == 1:
+            ids = ids.expand(batch)
+        if ids.numel() != batch:
+            raise DefectGanError(f"got {ids.numel()} defect classes for {batch} images")
+        if bool(((ids < 0) | (ids >= len(self.classes))).any()):
+            raise DefectGanError(f"defect class ids {ids.tolist()} out of range 0..{len(self.classes) - 1}")
+        return ids
+
+    def grade_ids(self, grade: int | str | Sequence[int | str] | None, batch: int, device: torch.device) -> Tensor:
+        """Grade ids ``[batch]``; None or a grade not seen in training means 'unknown grade'."""
+        unknown = self.net.unknown_grade
+        if grade is None:
+            return torch.full((batch,), unknown, dtype=torch.long, device=device)
+        items = [grade] if isinstance(grade, int | str) else list(grade)
+        ids = [self.grades.index(g) if isinstance(g, str) and g in self.grades else
+               (int(g) if isinstance(g, int) and 0 <= g <= unknown else unknown) for g in items]
+        tensor = torch.tensor(ids, dtype=torch.long, device=device)
+        return tensor.expand(batch) if tensor.numel() == 1 else tensor
+
+    def _check(self, images: Tensor, what: str) -> Tensor:
+        if images.dim() == 3:
+            images = images[None]
+        if images.dim() != 4 or images.shape[1] != self.channels:
+            raise DefectGanError(f"{what}: expected [B, {self.channels}, H, W] images, got {list(images.shape)}")
+        if images.shape[-1] % 8 or images.shape[-2] % 8:
+            raise DefectGanError(f"{what}: height and width must be multiples of 8, got {list(images.shape[-2:])}")
+        param = next(self.net.parameters())
+        return images.to(device=param.device, dtype=param.dtype)
+
+    @torch.no_grad()
+    def encode(self, images: Tensor, defect_class: ClassSpec = None) -> DefectCodes:
+        """Codes of donor images; the class is the encoder's guess when not given."""
+        images = self._check(images, "encode")
+        enc = self.net.encode(images)
+        ids = self.class_ids(defect_class, len(images), images.device)
+        if ids is None:
+            ids = enc.class_logits.argmax(dim=1)
+        return enc.codes(ids)
+
+    @torch.no_grad()
+    def transfer(self, canvas: Tensor, codes: DefectCodes, defect_class: ClassSpec = None,
+                 grade: int | str | Sequence[int | str] | None = None) -> tuple[Tensor, Tensor]:
+        """Paint ``codes`` onto ``canvas``: returns ``(image [B,C,H,W], soft mask [B,1,H,W])``.
+
+        Args:
+            canvas: Target images, the size of the donor crops (8 x the code grid).
+            codes: From :meth:`encode` (batch 1 is broadcast over the canvases).
+            defect_class: Class names or ids (one or one per image); the codes' class when None.
+            grade: The canvases' grade, if it is a training grade; 'unknown grade' otherwise.
+        """
+        canvas = self._check(canvas, "transfer")
+        batch = len(canvas)
+        if tuple(codes.z_d.shape[-2:]) != (canvas.shape[-2] // 8, canvas.shape[-1] // 8):
+            raise DefectGanError(f"transfer: canvas {list(canvas.shape[-2:])} does not match the codes' crop size "
+                                 f"{[8 * s for s in codes.z_d.shape[-2:]]}")
+        if len(codes.z_d) not in (1, batch):
+            raise DefectGanError(f"transfer: {len(codes.z_d)} codes for {batch} canvases")
+        ids = self.class_ids(defect_class, batch, canvas.device)
+        ids = codes.defect_class.expand(batch) if ids is None else ids
+        s_d = codes.s_d.expand(batch, -1) * (ids > 0).to(canvas.dtype)[:, None]
+        out = self.net.transfer(canvas, codes.z_d.expand(batch, -1, -1, -1), codes.l8.expand(batch, -1, -1, -1), s_d,
+                                ids, self.grade_ids(grade, batch, canvas.device))
+        return out.image, out.mask
+
+    @torch.no_grad()
+    def restore(self, images: Tensor, grade: int | str | Sequence[int | str] | None = None) -> tuple[Tensor, Tensor]:
+        """Paint the defects of ``images`` away: returns ``(image, soft mask of what changed)``."""
+        images = self._check(images, "restore")
+        enc = self.net.encode(images)
+        zeros = torch.zeros(len(images), dtype=torch.long, device=images.device)
+        out = self.net.decode(images, enc, enc.z_d, enc.l8, enc.style(zeros), zeros,
+                              self.grade_ids(grade, len(images), images.device))
+        return out.image, out.mask
+
+    def export_module(self) -> TransferGraph:
+        """The traceable transfer graph (for ``torch.onnx.export`` / ``openvino.convert_model``)."""
+        return TransferGraph(self.net).eval()

@@ -1,0 +1,269 @@
+"""The layered swapping autoencoder: encoder E and generator G (DESIGN.md section 3).
+
+``E(x)`` gives a spatial defect code ``z_d`` at H/8 gated by coarse mask logits ``l8``, a
+per-class defect-style vector ``s_d`` pooled over the defect (zero for good), a texture code
+``z_t`` pooled outside the defect, and skip features of ``x``. ``G`` decodes over the canvas' own
+encoder features, modulated by ``w = MLP(s_d, z_t(canvas), embed(class), embed(grade))``, and
+outputs a foreground ``f`` and a full-resolution mask ``m`` whose logits are refined from ``l8``
+at every scale; the result is ``X = m * f + (1 - m) * canvas``.
+
+Images are float ``[B, C, H, W]`` in [0, 1] with H and W multiples of 8.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import Tensor, nn
+
+from anomalib_defectgan.models.defect_gan.layers import (
+    EqualConv2d,
+    EqualLinear,
+    ModulatedConv2d,
+    channel_plan,
+)
+
+LEVELS = 4  # resolutions H, H/2, H/4, H/8
+
+
+@dataclass
+class DefectCodes:
+    """What the encoder says about a batch of images.
+
+    Attributes:
+        z_d: Spatial defect code ``[B, zd, H/8, W/8]``, gated by the coarse mask (near zero off-defect).
+        l8: Coarse mask logits ``[B, 1, H/8, W/8]``.
+        s_d: Defect-style vector ``[B, sd]`` of each image's class head; zero for good.
+        z_t: L2-normalised texture code ``[B, zt]`` pooled outside the defect.
+        defect_class: ``[B]`` long class ids the codes were made for (0 = good).
+    """
+
+    z_d: Tensor
+    l8: Tensor
+    s_d: Tensor
+    z_t: Tensor
+    defect_class: Tensor
+
+    def index(self, rows: Tensor | slice | list[int]) -> DefectCodes:
+        """Select rows of every tensor (e.g. to pick donors from a bank)."""
+        return DefectCodes(self.z_d[rows], self.l8[rows], self.s_d[rows], self.z_t[rows], self.defect_class[rows])
+
+
+@dataclass
+class EncoderOutput:
+    """Full encoder output (training needs more than :class:`DefectCodes`)."""
+
+    features: list[Tensor]
+    z_d: Tensor
+    l8: Tensor
+    style_all: Tensor
+    z_t: Tensor
+    class_logits: Tensor
+    pooled_defect: Tensor
+
+    def style(self, defect_class: Tensor) -> Tensor:
+        """Defect-style vector of each row's class head; zero for class 0 (good)."""
+        return select_style(self.style_all, defect_class)
+
+    def codes(self, defect_class: Tensor) -> DefectCodes:
+        """The :class:`DefectCodes` for the given class ids."""
+        return DefectCodes(self.z_d, self.l8, self.style(defect_class), self.z_t, defect_class)
+
+
+@dataclass
+class GeneratorOutput:
+    """Generator output: composite image, soft mask, foreground and mask logits (all full size)."""
+
+    image: Tensor
+    mask: Tensor
+    foreground: Tensor
+    mask_logits: Tensor
+
+
+def select_style(style_all: Tensor, defect_class: Tensor) -> Tensor:
+    """Pick head ``k - 1`` of ``style_all`` ``[B, K-1, sd]`` per row; rows of class 0 get zeros.
+
+    Written as a one-hot contraction (no indexing on values) so it traces for export.
+    """
+    num_defect = style_all.shape[1]
+    one_hot = F.one_hot(defect_class.long(), num_defect + 1)[:, 1:].to(style_all.dtype)
+    return torch.einsum("bk,bkd->bd", one_hot, style_all)
+
+
+def _masked_mean(features: Tensor, weight: Tensor) -> Tensor:
+    """Mean of ``features`` ``[B, C, h, w]`` over space weighted by ``weight`` ``[B, 1, h, w]``."""
+    total = weight.sum(dim=(2, 3)).clamp_min(1e-3)
+    return (features * weight).sum(dim=(2, 3)) / total
+
+
+class Encoder(nn.Module):
+    """E(x): skip features, defect code, coarse mask logits, per-class style and texture code.
+
+    Args:
+        channels: Image channels (1 or 3).
+        num_classes: Classes including good (index 0).
+        widths: Channels at H, H/2, H/4, H/8.
+        zd_channels: Channels of the spatial defect code.
+        sd_dim: Size of the defect-style vector.
+        zt_dim: Size of the texture code.
+        mask_bias: Initial bias of the coarse mask logits (negative: masks start small).
+    """
+
+    def __init__(self, channels: int, num_classes: int, widths: list[int], zd_channels: int, sd_dim: int,
+                 zt_dim: int, mask_bias: float = -3.0) -> None:
+        super().__init__()
+        self.stem = EqualConv2d(channels, widths[0], 3, activation=True)
+        self.down = nn.ModuleList(
+            nn.Sequential(EqualConv2d(widths[i - 1], widths[i], 3, stride=2, activation=True),
+                          EqualConv2d(widths[i], widths[i], 3, activation=True))
+            for i in range(1, LEVELS))
+        top = widths[-1]
+        self.trunk = EqualConv2d(top, top, 3, activation=True)
+        self.defect_code = EqualConv2d(top, zd_channels, 1)
+        self.mask_head = EqualConv2d(top, 1, 1)
+        nn.init.constant_(self.mask_head.bias, mask_bias)
+        self.style_heads = EqualLinear(top, (num_classes - 1) * sd_dim)
+        self.texture_head = nn.Sequential(EqualLinear(top, top, activation=True), EqualLinear(top, zt_dim))
+        self.class_head = EqualLinear(2 * top, num_classes)
+        self.sd_dim = sd_dim
+        self.num_classes = num_classes
+
+    def forward(self, image: Tensor) -> EncoderOutput:
+        """Encode ``image`` ``[B, C, H, W]`` in [0, 1]."""
+        x = self.stem(image * 2.0 - 1.0)
+        features = [x]
+        for block in self.down:
+            x = block(x)
+            features.append(x)
+        top = self.trunk(x)
+        l8 = self.mask_head(top)
+        gate = torch.sigmoid(l8)
+        z_d = self.defect_code(top) * gate
+        pooled_defect = _masked_mean(top, gate)
+        style_all = self.style_heads(pooled_defect).view(-1, self.num_classes - 1, self.sd_dim)
+        z_t = F.normalize(self.texture_head(_masked_mean(top, 1.0 - gate)), dim=1)
+        class_logits = self.class_head(torch.cat([pooled_defect, top.mean(dim=(2, 3))], dim=1))
+        return EncoderOutput(features, z_d, l8, style_all, z_t, class_logits, pooled_defect)
+
+
+class Generator(nn.Module):
+    """G(canvas features, z_d, l8, s_d, class, grade) -> composite, mask, foreground.
+
+    Args:
+        channels: Image channels.
+        num_classes: Classes including good.
+        num_grades: Known grades; one more embedding row stands for an unknown (new) grade.
+        widths: Channels at H, H/2, H/4, H/8 (decoder mirrors the encoder).
+        zd_channels: Channels of the spatial defect code.
+        sd_dim: Defect-style size.
+        zt_dim: Texture-code size.
+        w_dim: Style size after the mapping MLP.
+        embed_dim: Size of the class and grade embeddings.
+        mapping_layers: Layers of the mapping MLP.
+    """
+
+    def __init__(self, channels: int, num_classes: int, num_grades: int, widths: list[int], zd_channels: int,
+                 sd_dim: int, zt_dim: int, w_dim: int, embed_dim: int, mapping_layers: int) -> None:
+        super().__init__()
+        self.class_embed = nn.Embedding(num_classes, embed_dim)
+        self.grade_embed = nn.Embedding(num_grades + 1, embed_dim)
+        layers: list[nn.Module] = []
+        size = sd_dim + zt_dim + 2 * embed_dim
+        for _ in range(mapping_layers):
+            layers.append(EqualLinear(size, w_dim, lr_mul=0.1, activation=True))
+            size = w_dim
+        self.mapping = nn.Sequential(*layers)
+        top = widths[-1]
+        self.entry = EqualConv2d(top + zd_channels + 1, top, 3, activation=True)
+        self.blocks = nn.ModuleList()
+        self.to_rgb = nn.ModuleList()
+        self.to_mask = nn.ModuleList()
+        previous = top
+        for level in reversed(range(LEVELS)):
+            width = widths[level]
+            in_ch = previous if level == LEVELS - 1 else previous + widths[level]
+            self.blocks.append(nn.ModuleList([ModulatedConv2d(in_ch, width, 3, w_dim),
+                                              ModulatedConv2d(width, width, 3, w_dim)]))
+            self.to_rgb.append(ModulatedConv2d(width, channels, 1, w_dim, demodulate=False, activation=False))
+            self.to_mask.append(ModulatedConv2d(width, 1, 1, w_dim, demodulate=False, activation=False))
+            previous = width
+
+    def style(self, s_d: Tensor, z_t: Tensor, defect_class: Tensor, grade: Tensor) -> Tensor:
+        """Map the style inputs to ``w``."""
+        inputs = torch.cat([s_d, z_t, self.class_embed(defect_class), self.grade_embed(grade)], dim=1)
+        return self.mapping(inputs)
+
+    def forward(self, canvas: Tensor, features: list[Tensor], z_d: Tensor, l8: Tensor, w: Tensor) -> GeneratorOutput:
+        """Decode over the canvas' encoder ``features`` and composite onto ``canvas``."""
+        x = self.entry(torch.cat([features[-1], z_d, l8], dim=1))
+        rgb: Tensor | None = None
+        logits = l8
+        for step, (block, to_rgb, to_mask) in enumerate(zip(self.blocks, self.to_rgb, self.to_mask, strict=True)):
+            if step > 0:
+                x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+                x = torch.cat([x, features[LEVELS - 1 - step]], dim=1)
+                logits = F.interpolate(logits, scale_factor=2.0, mode="bilinear", align_corners=False)
+                rgb = F.interpolate(rgb, scale_factor=2.0, mode="bilinear", align_corners=False)
+            x = block[1](block[0](x, w), w)
+            logits = logits + to_mask(x, w)
+            rgb = to_rgb(x, w) if rgb is None else rgb + to_rgb(x, w)
+        # The foreground starts as the canvas itself (logit skip) and learns what to paint.
+        foreground = torch.sigmoid(rgb + torch.logit(canvas.clamp(1e-3, 1.0 - 1e-3)))
+        mask = torch.sigmoid(logits)
+        image = mask * foreground + (1.0 - mask) * canvas
+        return GeneratorOutput(image, mask, foreground, logits)
+
+
+class DefectGanNet(nn.Module):
+    """Encoder + generator: the part of the GAN that is kept (and EMA-averaged) for inference.
+
+    Args:
+        channels: Image channels (1 or 3).
+        num_classes: Classes including good (index 0).
+        num_grades: Known grades (the generator adds one 'unknown grade' embedding).
+        base_channels: Channels at full resolution; doubled at each halving.
+        max_channels: Cap on channels.
+        zd_channels: Channels of the spatial defect code ``z_d``.
+        sd_dim: Size of the defect-style vector ``s_d``.
+        zt_dim: Size of the texture code ``z_t``.
+        w_dim: Size of the modulation style ``w``.
+        embed_dim: Size of class/grade embeddings.
+        mapping_layers: Layers of the mapping MLP.
+        mask_bias: Initial coarse mask logit (negative: masks start small).
+    """
+
+    def __init__(self, channels: int = 1, num_classes: int = 2, num_grades: int = 1, base_channels: int = 16,
+                 max_channels: int = 64, zd_channels: int = 8, sd_dim: int = 16, zt_dim: int = 64,
+                 w_dim: int = 64, embed_dim: int = 16, mapping_layers: int = 2, mask_bias: float = -3.0) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"need 'good' and at least one defect class, got num_classes={num_classes}")
+        widths = channel_plan(base_channels, max_channels, LEVELS)
+        self.encoder = Encoder(channels, num_classes, widths, zd_channels, sd_dim, zt_dim, mask_bias)
+        self.generator = Generator(channels, num_classes, num_grades, widths, zd_channels, sd_dim, zt_dim, w_dim,
+                                   embed_dim, mapping_layers)
+        self.channels = channels
+        self.num_classes = num_classes
+        self.num_grades = num_grades
+
+    @property
+    def unknown_grade(self) -> int:
+        """Grade id meaning 'not one of the training grades'."""
+        return self.num_grades
+
+    def encode(self, image: Tensor) -> EncoderOutput:
+        """Run the encoder."""
+        return self.encoder(image)
+
+    def decode(self, canvas: Tensor, canvas_enc: EncoderOutput, z_d: Tensor, l8: Tensor, s_d: Tensor,
+               defect_class: Tensor, grade: Tensor) -> GeneratorOutput:
+        """Paint the code ``(z_d, l8, s_d, class)`` onto ``canvas`` (already encoded as ``canvas_enc``)."""
+        w = self.generator.style(s_d, canvas_enc.z_t, defect_class, grade)
+        return self.generator(canvas, canvas_enc.features, z_d, l8, w)
+
+    def transfer(self, canvas: Tensor, z_d: Tensor, l8: Tensor, s_d: Tensor, defect_class: Tensor,
+                 grade: Tensor) -> GeneratorOutput:
+        """Encode ``canvas`` and paint the code onto it (the traceable inference path)."""
+        return self.decode(canvas, self.encoder(canvas), z_d, l8, s_d, defect_class, grade)
