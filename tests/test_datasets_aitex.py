@@ -50,7 +50,9 @@ def test_real_aitex_tiles_match_the_source(real: tuple[pd.DataFrame, list[str]])
     defects = frame[frame["label"] == "defect"]
     double = defects[defects["origin_path"].str.contains("0044_019_04|0097_030_03")]
     assert len(double) > 0  # the images with _mask1 + _mask2
-    sample = pd.concat([double, defects.iloc[::6], frame[frame["label"] == "good"].iloc[::97]]).drop_duplicates("image_path")
+    sample = pd.concat(
+        [double, defects.iloc[::6], frame[frame["label"] == "good"].iloc[::97]]
+    ).drop_duplicates("image_path")
     for row in sample.itertuples():
         x, y = int(row.tile_x), int(row.tile_y)
         origin = Path(row.origin_path)
@@ -80,7 +82,10 @@ def _tiny(root: Path) -> Path:
     second_b[10:12, 50:52] = 255
     write_image(root / "Mask_images" / "0002_019_01_mask1.png", second_a)
     write_image(root / "Mask_images" / "0002_019_01_mask2.png", second_b)
-    write_image(root / "NoDefect_images" / "roll-a" / "0001_000_00.png", rng.integers(0, 255, (16, 64), dtype=np.uint8))
+    write_image(
+        root / "NoDefect_images" / "roll-a" / "0001_000_00.png",
+        rng.integers(0, 255, (16, 64), dtype=np.uint8),
+    )
     return root
 
 
@@ -88,8 +93,14 @@ def test_tiny_aitex_tiles(tmp_path: Path) -> None:
     frame = aitex.to_manifest(_tiny(tmp_path / "src"), tmp_path / "out", tile_size=16)
     defects = frame[frame["label"] == "defect"]
     assert sorted(zip(defects["origin_path"].map(lambda p: Path(p).stem), defects["tile_x"])) == [
-        ("0001_002_00", "0"), ("0002_019_01", "16"), ("0002_019_01", "48")]
-    assert set(zip(defects["defect_class"], defects["grade"])) == {("defect_002", "fabric_00"), ("defect_019", "fabric_01")}
+        ("0001_002_00", "0"),
+        ("0002_019_01", "16"),
+        ("0002_019_01", "48"),
+    ]
+    assert set(zip(defects["defect_class"], defects["grade"])) == {
+        ("defect_002", "fabric_00"),
+        ("defect_019", "fabric_01"),
+    }
     goods = frame[frame["label"] == "good"]
     assert len(goods) == 4 and set(goods["grade"]) == {"fabric_00"}
     assert all("/images/good/roll-a/" in p for p in goods["image_path"])
@@ -98,7 +109,9 @@ def test_tiny_aitex_tiles(tmp_path: Path) -> None:
 def test_mask_of_another_size_and_bad_names_are_errors(tmp_path: Path) -> None:
     root = _tiny(tmp_path / "src")
     write_image(root / "Mask_images" / "0001_002_00_mask.png", np.zeros((16, 60), np.uint8))
-    with pytest.raises(DatasetError, match=r"0001_002_00_mask.png: mask size \(60, 16\) differs from its image"):
+    with pytest.raises(
+        DatasetError, match=r"0001_002_00_mask.png: mask size \(60, 16\) differs from its image"
+    ):
         aitex.to_manifest(root, tmp_path / "out", tile_size=16)
     root = _tiny(tmp_path / "src2")
     write_image(root / "Defect_images" / "scan.png", np.zeros((16, 64), np.uint8))

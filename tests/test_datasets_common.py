@@ -27,7 +27,10 @@ def test_splits_are_stratified_seeded_and_independent_of_order() -> None:
     strata = [g[0] for g in groups]
     splits = assign_splits(groups, strata, seed=0)
     for stratum in "ab":
-        counts = [sum(1 for g, s in splits.items() if g[0] == stratum and s == name) for name in ("train", "val", "test")]
+        counts = [
+            sum(1 for g, s in splits.items() if g[0] == stratum and s == name)
+            for name in ("train", "val", "test")
+        ]
         assert counts == [14, 3, 3]
     assert assign_splits(groups[::-1], strata[::-1], seed=0) == splits
     assert assign_splits(groups, strata, seed=1) != splits
@@ -60,7 +63,10 @@ def test_background_tiles_avoid_the_mask_and_each_other(seed: int, tile: int, co
 def test_unknown_format_lists_the_known_ones() -> None:
     assert set(FORMATS) == {"neu-det", "sd-saliency", "severstal", "ksdd2", "aitex"}
     assert all(callable(get_adapter(name).to_manifest) for name in FORMATS)
-    with pytest.raises(DefectGanError, match="unknown dataset format 'voc'; known formats: neu-det, sd-saliency, severstal, ksdd2, aitex"):
+    with pytest.raises(
+        DefectGanError,
+        match="unknown dataset format 'voc'; known formats: neu-det, sd-saliency, severstal, ksdd2, aitex",
+    ):
         get_adapter("voc")
 
 
@@ -75,8 +81,23 @@ def _ksdd2(root: Path) -> Path:
 
 def test_cli_imports_and_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = _ksdd2(tmp_path / "src")
-    code = cli.main(["import-dataset", "--format", "ksdd2", "--root", str(root), "--out", str(tmp_path / "out"),
-                     "--grade", "coil", "--split", "0.5,0.5,0", "--seed", "4"])
+    code = cli.main(
+        [
+            "import-dataset",
+            "--format",
+            "ksdd2",
+            "--root",
+            str(root),
+            "--out",
+            str(tmp_path / "out"),
+            "--grade",
+            "coil",
+            "--split",
+            "0.5,0.5,0",
+            "--seed",
+            "4",
+        ]
+    )
     assert code == 0
     text = capsys.readouterr().out
     assert "6 rows: 4 good, 2 defect" in text and "coil" in text
@@ -87,9 +108,11 @@ def test_cli_imports_and_prints_a_summary(tmp_path: Path, capsys: pytest.Capture
 
 @pytest.mark.parametrize(
     ("extra", "message"),
-    [(["--format", "pascal"], "unknown dataset format 'pascal'; known formats: neu-det"),
-     (["--format", "ksdd2", "--tile-size", "64"], "--tile-size does not apply to format ksdd2"),
-     (["--format", "ksdd2", "--root", "nowhere"], "nowhere: dataset root is not a folder")],
+    [
+        (["--format", "pascal"], "unknown dataset format 'pascal'; known formats: neu-det"),
+        (["--format", "ksdd2", "--tile-size", "64"], "--tile-size does not apply to format ksdd2"),
+        (["--format", "ksdd2", "--root", "nowhere"], "nowhere: dataset root is not a folder"),
+    ],
 )
 def test_cli_errors_are_one_line_with_exit_code_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str

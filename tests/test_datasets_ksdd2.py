@@ -14,7 +14,10 @@ from anomalib_defectgan.errors import ImageReadError
 
 
 def _sample(root: Path, part: str, stem: str, defect: bool, ones: bool = False) -> np.ndarray:
-    write_image(root / part / f"{stem}.png", np.random.default_rng(len(stem)).integers(0, 255, (30, 12, 3), dtype=np.uint8))
+    write_image(
+        root / part / f"{stem}.png",
+        np.random.default_rng(len(stem)).integers(0, 255, (30, 12, 3), dtype=np.uint8),
+    )
     mask = np.zeros((30, 12), np.uint8)
     if defect:
         mask[5:9, 2:6] = 1 if ones else 255
@@ -46,7 +49,11 @@ def test_labels_follow_the_ground_truth_and_test_folder_is_test(tmp_path: Path) 
     train = frame[frame["split"] != "test"]
     # 15 good + 5 defect in train/, val gets round(n * 0.15 / 0.85) of each label.
     assert train.groupby(["label", "split"]).size().to_dict() == {
-        ("defect", "train"): 4, ("defect", "val"): 1, ("good", "train"): 12, ("good", "val"): 3}
+        ("defect", "train"): 4,
+        ("defect", "val"): 1,
+        ("good", "train"): 12,
+        ("good", "val"): 3,
+    }
     again = ksdd2.to_manifest(root, tmp_path / "out2", seed=2)
     assert again["split"].equals(frame["split"])
 
@@ -56,7 +63,9 @@ def test_missing_ground_truth_or_image_is_counted_and_named(tmp_path: Path) -> N
     _sample(root, "train", "10000", defect=True)
     write_image(root / "train" / "10001.png", np.zeros((30, 12), np.uint8))
     write_image(root / "test" / "20000_GT.png", np.zeros((30, 12), np.uint8))
-    with pytest.raises(DatasetError, match=r"missing, 2: test/20000 \(for 20000_GT.png\), train/10001_GT \(for 10001.png\)"):
+    with pytest.raises(
+        DatasetError, match=r"missing, 2: test/20000 \(for 20000_GT.png\), train/10001_GT \(for 10001.png\)"
+    ):
         ksdd2.to_manifest(root, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

@@ -29,9 +29,14 @@ def test_real_neu_det_gives_1800_defect_rows_in_6_classes(real: pd.DataFrame) ->
     assert len(real) == 1800
     assert set(real["label"]) == {"defect"} and set(real["mask_kind"]) == {"box"}
     assert real["defect_class"].value_counts().to_dict() == {
-        c: 300 for c in ("crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches")}
+        c: 300 for c in ("crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches")
+    }
     per_class = real.groupby(["defect_class", "split"]).size().unstack()
-    assert (per_class["train"] == 210).all() and (per_class["val"] == 45).all() and (per_class["test"] == 45).all()
+    assert (
+        (per_class["train"] == 210).all()
+        and (per_class["val"] == 45).all()
+        and (per_class["test"] == 45).all()
+    )
     # The images are used in place, not copied.
     assert all(Path(p).parent == shared_dataset("neu-det") / "IMAGES" for p in real["image_path"])
 
@@ -48,10 +53,14 @@ def test_real_neu_det_masks_cover_their_boxes_scaled_to_416(real: pd.DataFrame) 
         for box in root.iter("bndbox"):
             xmin, ymin, xmax, ymax = (float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
             # Every pixel strictly inside the scaled box is masked ...
-            assert mask[math.ceil((ymin - 1) * scale) : math.floor(ymax * scale),
-                        math.ceil((xmin - 1) * scale) : math.floor(xmax * scale)].all(), row.image_path
-            allowed[max(0, math.floor((ymin - 1) * scale) - 1) : math.ceil(ymax * scale) + 1,
-                    max(0, math.floor((xmin - 1) * scale) - 1) : math.ceil(xmax * scale) + 1] = True
+            assert mask[
+                math.ceil((ymin - 1) * scale) : math.floor(ymax * scale),
+                math.ceil((xmin - 1) * scale) : math.floor(xmax * scale),
+            ].all(), row.image_path
+            allowed[
+                max(0, math.floor((ymin - 1) * scale) - 1) : math.ceil(ymax * scale) + 1,
+                max(0, math.floor((xmin - 1) * scale) - 1) : math.ceil(xmax * scale) + 1,
+            ] = True
         # ... and nothing more than a pixel away from a box is.
         assert not (mask & ~allowed).any(), row.image_path
         assert row.defect_class == root.find("object/name").text
@@ -60,10 +69,14 @@ def test_real_neu_det_masks_cover_their_boxes_scaled_to_416(real: pd.DataFrame) 
 def _voc(path: Path, filename: str, boxes: list[tuple[str, int, int, int, int]], size: int = 20) -> None:
     objects = "".join(
         f"<object><name>{n}</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax><ymax>{d}</ymax>"
-        "</bndbox></object>\n" for n, a, b, c, d in boxes)
+        "</bndbox></object>\n"
+        for n, a, b, c, d in boxes
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"<annotation>\n<filename>{filename}</filename>\n<size><width>{size}</width>"
-                    f"<height>{size}</height><depth>1</depth></size>\n{objects}</annotation>\n")
+    path.write_text(
+        f"<annotation>\n<filename>{filename}</filename>\n<size><width>{size}</width>"
+        f"<height>{size}</height><depth>1</depth></size>\n{objects}</annotation>\n"
+    )
 
 
 def _kaggle_layout(root: Path) -> None:
@@ -73,8 +86,15 @@ def _kaggle_layout(root: Path) -> None:
         for cls in ("crazing", "scratches"):
             for i in range(count):
                 stem = f"{cls}_{part}_{i}"
-                write_image(root / part / "images" / cls / f"{stem}.jpg", rng.integers(0, 255, (40, 40), dtype=np.uint8))
-                _voc(root / part / "annotations" / f"{stem}.xml", f"{stem}.jpg", [(cls, 1, 1, 5, 10), (cls, 15, 15, 20, 20)])
+                write_image(
+                    root / part / "images" / cls / f"{stem}.jpg",
+                    rng.integers(0, 255, (40, 40), dtype=np.uint8),
+                )
+                _voc(
+                    root / part / "annotations" / f"{stem}.xml",
+                    f"{stem}.jpg",
+                    [(cls, 1, 1, 5, 10), (cls, 15, 15, 20, 20)],
+                )
 
 
 def test_kaggle_layout_keeps_validation_as_test_and_cuts_background_tiles(tmp_path: Path) -> None:
@@ -83,7 +103,10 @@ def test_kaggle_layout_keeps_validation_as_test_and_cuts_background_tiles(tmp_pa
     defects = frame[frame["label"] == "defect"]
     assert len(defects) == 26
     assert set(defects[defects["image_path"].str.contains("/validation/")]["split"]) == {"test"}
-    assert defects[defects["image_path"].str.contains("/train/")]["split"].value_counts().to_dict() == {"train": 16, "val": 4}  # 10 x 0.15 / 0.85 -> 2 per class
+    assert defects[defects["image_path"].str.contains("/train/")]["split"].value_counts().to_dict() == {
+        "train": 16,
+        "val": 4,
+    }  # 10 x 0.15 / 0.85 -> 2 per class
     mask = read_mask(defects["mask_path"].iloc[0])
     expected = np.zeros((40, 40), bool)
     expected[0:20, 0:10] = True  # box (1,1)-(5,10) in the 20 px frame, 1-based inclusive, x2
@@ -94,7 +117,9 @@ def test_kaggle_layout_keeps_validation_as_test_and_cuts_background_tiles(tmp_pa
     for row in goods.itertuples():
         x, y = int(row.tile_x), int(row.tile_y)
         assert not expected[y : y + 8, x : x + 8].any()
-        np.testing.assert_array_equal(read_image(row.image_path), read_image(row.origin_path)[y : y + 8, x : x + 8])
+        np.testing.assert_array_equal(
+            read_image(row.image_path), read_image(row.origin_path)[y : y + 8, x : x + 8]
+        )
         assert row.split == frame.set_index("image_path").at[row.origin_path, "split"]
     again = neu_det.to_manifest(tmp_path / "src", tmp_path / "out2", background_tiles=3, tile_size=8, seed=1)
     assert again[["split", "tile_x", "tile_y"]].equals(frame[["split", "tile_x", "tile_y"]])
@@ -102,8 +127,15 @@ def test_kaggle_layout_keeps_validation_as_test_and_cuts_background_tiles(tmp_pa
 
 def test_same_image_name_in_train_and_validation_is_an_error(tmp_path: Path) -> None:
     _kaggle_layout(tmp_path / "src")
-    write_image(tmp_path / "src" / "validation" / "images" / "crazing" / "crazing_train_0.jpg", np.zeros((40, 40), np.uint8))
-    _voc(tmp_path / "src" / "validation" / "annotations" / "crazing_train_0.xml", "crazing_train_0.jpg", [("crazing", 1, 1, 2, 2)])
+    write_image(
+        tmp_path / "src" / "validation" / "images" / "crazing" / "crazing_train_0.jpg",
+        np.zeros((40, 40), np.uint8),
+    )
+    _voc(
+        tmp_path / "src" / "validation" / "annotations" / "crazing_train_0.xml",
+        "crazing_train_0.jpg",
+        [("crazing", 1, 1, 2, 2)],
+    )
     with pytest.raises(DatasetError, match=r"used in more than one folder, 1: crazing_train_0"):
         neu_det.to_manifest(tmp_path / "src", tmp_path / "out")
 
@@ -121,17 +153,32 @@ def _flat(root: Path, xml_text: str | None = None, stem: str = "crazing_1") -> P
 @pytest.mark.parametrize(
     ("xml_text", "message"),
     [
-        ("<annotation>\n<size><width>20</width>\n<height>20</height></size>\n<object>\n</annotation>",
-         r"crazing_1.xml:5: malformed XML \(mismatched tag\)"),
-        ("<annotation>\n<size><width>20</width><height>20</height></size>\n<object><name>c</name><bndbox>\n"
-         "<xmin>1</xmin>\n<ymin>one</ymin><xmax>3</xmax><ymax>3</ymax></bndbox></object></annotation>",
-         r"crazing_1.xml:5: <ymin> is not a number: 'one'"),
-        ("<annotation>\n<filename>x</filename>\n</annotation>", r"crazing_1.xml:1: <annotation> has no <size>"),
-        ("<annotation><size><width>20</width><height>20</height></size>\n<object><name>c</name>\n"
-         "<bndbox><xmin>9</xmin><ymin>1</ymin><xmax>3</xmax><ymax>3</ymax></bndbox></object></annotation>",
-         r"crazing_1.xml:3: inverted box"),
-        ("<annotation><size><width>20</width><height>20</height></size>\n<object>\n<bndbox/></object></annotation>",
-         r"crazing_1.xml:2: <object> has no <name>"),
+        (
+            "<annotation>\n<size><width>20</width>\n<height>20</height></size>\n<object>\n</annotation>",
+            r"crazing_1.xml:5: malformed XML \(mismatched tag\)",
+        ),
+        (
+            (
+                "<annotation>\n<size><width>20</width><height>20</height></size>\n<object><name>c</name><bndbox>\n"
+                "<xmin>1</xmin>\n<ymin>one</ymin><xmax>3</xmax><ymax>3</ymax></bndbox></object></annotation>"
+            ),
+            r"crazing_1.xml:5: <ymin> is not a number: 'one'",
+        ),
+        (
+            "<annotation>\n<filename>x</filename>\n</annotation>",
+            r"crazing_1.xml:1: <annotation> has no <size>",
+        ),
+        (
+            (
+                "<annotation><size><width>20</width><height>20</height></size>\n<object><name>c</name>\n"
+                "<bndbox><xmin>9</xmin><ymin>1</ymin><xmax>3</xmax><ymax>3</ymax></bndbox></object></annotation>"
+            ),
+            r"crazing_1.xml:3: inverted box",
+        ),
+        (
+            "<annotation><size><width>20</width><height>20</height></size>\n<object>\n<bndbox/></object></annotation>",
+            r"crazing_1.xml:2: <object> has no <name>",
+        ),
     ],
 )
 def test_malformed_xml_names_file_and_line(tmp_path: Path, xml_text: str, message: str) -> None:
@@ -145,7 +192,10 @@ def test_missing_images_are_counted_and_named(tmp_path: Path) -> None:
     root = _flat(tmp_path / "src")
     for i in range(3):
         _voc(root / "ANNOTATIONS" / f"gone_{i}.xml", f"gone_{i}.jpg", [("crazing", 1, 1, 5, 5)])
-    with pytest.raises(DatasetError, match=r"image\(s\) referenced by annotations missing, 3: gone_0.jpg, gone_1.jpg, gone_2.jpg"):
+    with pytest.raises(
+        DatasetError,
+        match=r"image\(s\) referenced by annotations missing, 3: gone_0.jpg, gone_1.jpg, gone_2.jpg",
+    ):
         neu_det.to_manifest(root, tmp_path / "out")
 
 

@@ -17,14 +17,20 @@ from tests.conftest import shared_dataset
 @pytest.fixture(scope="module")
 def real(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     root = shared_dataset("sd-saliency-900")
-    return sd_saliency.to_manifest(root, tmp_path_factory.mktemp("sd") / "out", background_tiles=2, tile_size=64)
+    return sd_saliency.to_manifest(
+        root, tmp_path_factory.mktemp("sd") / "out", background_tiles=2, tile_size=64
+    )
 
 
 @pytest.mark.realdata
 def test_real_sd_saliency_gives_900_defect_rows_in_3_classes(real: pd.DataFrame) -> None:
     defects = real[real["label"] == "defect"]
     assert len(defects) == 900
-    assert defects["defect_class"].value_counts().to_dict() == {"inclusion": 300, "patches": 300, "scratches": 300}
+    assert defects["defect_class"].value_counts().to_dict() == {
+        "inclusion": 300,
+        "patches": 300,
+        "scratches": 300,
+    }
     assert set(defects["mask_kind"]) == {"pixel"}
     assert all(Path(p).parent.name == "masks" for p in defects["mask_path"])  # the source masks, in place
 
@@ -80,7 +86,9 @@ def test_images_without_mask_are_counted_and_named(tmp_path: Path) -> None:
 def test_mask_of_another_size_is_an_error(tmp_path: Path) -> None:
     root = _folder(tmp_path / "src", ["In_1"], [])
     write_image(root / "masks" / "In_1.png", np.zeros((40, 48), np.uint8))
-    with pytest.raises(DatasetError, match=r"In_1.png: mask size \(48, 40\) differs from its image In_1.png \(48, 48\)"):
+    with pytest.raises(
+        DatasetError, match=r"In_1.png: mask size \(48, 40\) differs from its image In_1.png \(48, 48\)"
+    ):
         sd_saliency.to_manifest(root, tmp_path / "out")
 
 

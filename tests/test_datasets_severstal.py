@@ -51,8 +51,15 @@ def test_rle_encode_inverts_decode(gaps_and_lengths: list[tuple[int, int]]) -> N
 
 @pytest.mark.parametrize(
     ("rle", "problem"),
-    [("1 2 3", "odd number"), ("1 x", "non-integer"), ("0 2", ">= 1"), ("3 0", ">= 1"), ("5 2 1 1", "overlaps"),
-     ("5 2 6 1", "overlaps"), ("11 3", "ends past the 3x4 image")],
+    [
+        ("1 2 3", "odd number"),
+        ("1 x", "non-integer"),
+        ("0 2", ">= 1"),
+        ("3 0", ">= 1"),
+        ("5 2 1 1", "overlaps"),
+        ("5 2 6 1", "overlaps"),
+        ("11 3", "ends past the 3x4 image"),
+    ],
 )
 def test_rle_decode_rejects_bad_encodings(rle: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
@@ -62,8 +69,11 @@ def test_rle_decode_rejects_bad_encodings(rle: str, problem: str) -> None:
 def _dataset(root: Path, combined: bool) -> dict[str, dict[int, np.ndarray]]:
     """a.jpg: class 1 (tile 0,0) and class 3 (tiles 64..128 at y 32); b.jpg good; c.jpg class 2."""
     rng = np.random.default_rng(0)
-    masks = {"a.jpg": {1: np.zeros((H, W), np.uint8), 3: np.zeros((H, W), np.uint8)}, "b.jpg": {},
-             "c.jpg": {2: np.zeros((H, W), np.uint8)}}
+    masks = {
+        "a.jpg": {1: np.zeros((H, W), np.uint8), 3: np.zeros((H, W), np.uint8)},
+        "b.jpg": {},
+        "c.jpg": {2: np.zeros((H, W), np.uint8)},
+    }
     masks["a.jpg"][1][2:10, 3:9] = 1
     masks["a.jpg"][3][40:50, 70:140] = 1
     masks["a.jpg"][3][40:41, 60:62] = 1  # 2 px of class 3 in the tile at x=32: class 3 still wins there
@@ -100,10 +110,20 @@ def test_both_csv_formats_give_tiles_whose_masks_match_the_runs(tmp_path: Path, 
         else:
             np.testing.assert_array_equal(read_mask(row.mask_path), union)
     defects = frame[frame["label"] == "defect"].set_index(["tile_x", "tile_y"], drop=False)
-    by_tile = {(Path(r.origin_path).name, r.tile_x, r.tile_y): r.defect_class for r in frame.itertuples() if r.label == "defect"}
-    assert by_tile == {("a.jpg", "0", "0"): "class_1", ("a.jpg", "32", "32"): "class_3", ("a.jpg", "64", "32"): "class_3",
-                       ("a.jpg", "96", "32"): "class_3", ("a.jpg", "128", "32"): "class_3",
-                       ("c.jpg", "128", "0"): "class_2", ("c.jpg", "128", "32"): "class_2"}
+    by_tile = {
+        (Path(r.origin_path).name, r.tile_x, r.tile_y): r.defect_class
+        for r in frame.itertuples()
+        if r.label == "defect"
+    }
+    assert by_tile == {
+        ("a.jpg", "0", "0"): "class_1",
+        ("a.jpg", "32", "32"): "class_3",
+        ("a.jpg", "64", "32"): "class_3",
+        ("a.jpg", "96", "32"): "class_3",
+        ("a.jpg", "128", "32"): "class_3",
+        ("c.jpg", "128", "0"): "class_2",
+        ("c.jpg", "128", "32"): "class_2",
+    }
     assert len(defects) == 7
 
 
@@ -129,9 +149,15 @@ def _write(root: Path, csv_text: str, images: tuple[str, ...] = ("a.jpg",)) -> P
         ("ImageId,ClassId,EncodedPixels\na.jpg,1,1 5\na.jpg,2\n", r"train.csv:3: expected 3 fields, got 2"),
         ("ImageId,ClassId,EncodedPixels\na.jpg,x,1 5\n", r"train.csv:2: bad image id / class id"),
         ("ImageId_ClassId,EncodedPixels\na.jpg_1,1 5\na.jpg_0,\n", r"train.csv:3: bad image id / class id"),
-        ("ImageId,ClassId,EncodedPixels\na.jpg,1,1 5\na.jpg,1,9 2\n", r"train.csv:3: a.jpg class 1 listed twice"),
+        (
+            "ImageId,ClassId,EncodedPixels\na.jpg,1,1 5\na.jpg,1,9 2\n",
+            r"train.csv:3: a.jpg class 1 listed twice",
+        ),
         ("ImageId,ClassId,EncodedPixels\na.jpg,1,1 5 7\n", r"train.csv:2: a.jpg class 1: odd number"),
-        ("ImageId,ClassId,EncodedPixels\n\na.jpg,4,99999 5\n", r"train.csv:3: a.jpg class 4: run 99999 5 ends past the 64x160 image"),
+        (
+            "ImageId,ClassId,EncodedPixels\n\na.jpg,4,99999 5\n",
+            r"train.csv:3: a.jpg class 4: run 99999 5 ends past the 64x160 image",
+        ),
         ("Image,Class,Pixels\n", r"train.csv:1: unknown header"),
     ],
 )
@@ -144,7 +170,12 @@ def test_malformed_csv_names_file_and_line(tmp_path: Path, csv_text: str, messag
 
 def test_byte_order_mark_is_accepted_and_binary_content_is_an_error(tmp_path: Path) -> None:
     root = _write(tmp_path / "src", "\ufeffImageId,ClassId,EncodedPixels\na.jpg,2,1 5\n")
-    assert severstal.to_manifest(root, tmp_path / "out", tile_size=TILE)["defect_class"].tolist().count("class_2") == 1
+    assert (
+        severstal.to_manifest(root, tmp_path / "out", tile_size=TILE)["defect_class"]
+        .tolist()
+        .count("class_2")
+        == 1
+    )
     (root / "train.csv").write_bytes(b"ImageId,ClassId,EncodedPixels\na.jpg,1,1 5\n\xff\xfe\x00\x81\n")
     with pytest.raises(DatasetError, match=r"train.csv: unreadable after line"):
         severstal.to_manifest(root, tmp_path / "out2", tile_size=TILE)
@@ -153,7 +184,9 @@ def test_byte_order_mark_is_accepted_and_binary_content_is_an_error(tmp_path: Pa
 def test_missing_images_are_counted_and_named(tmp_path: Path) -> None:
     rows = "".join(f"m{i}.jpg,1,1 5\n" for i in range(7))
     root = _write(tmp_path / "src", "ImageId,ClassId,EncodedPixels\na.jpg,1,1 5\n" + rows)
-    with pytest.raises(DatasetError, match=r"missing, 7: m0.jpg, m1.jpg, m2.jpg, m3.jpg, m4.jpg, \.\.\. \(2 more\)"):
+    with pytest.raises(
+        DatasetError, match=r"missing, 7: m0.jpg, m1.jpg, m2.jpg, m3.jpg, m4.jpg, \.\.\. \(2 more\)"
+    ):
         severstal.to_manifest(root, tmp_path / "out", tile_size=TILE)
 
 

@@ -45,17 +45,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="allow a non-empty output folder")
     group = parser.add_argument_group("format options (default: the adapter's)")
     group.add_argument("--seed", type=int, help="seed of the split and tile positions (default 0)")
-    group.add_argument("--split", type=_fractions, metavar="TRAIN,VAL,TEST", help="split fractions (default 0.7,0.15,0.15)")
+    group.add_argument(
+        "--split", type=_fractions, metavar="TRAIN,VAL,TEST", help="split fractions (default 0.7,0.15,0.15)"
+    )
     group.add_argument("--grade", help="grade (material) name of every row (not aitex: fabric code)")
-    group.add_argument("--tile-size", type=int, help="tile side in px (severstal, aitex: 256; neu-det, sd-saliency: 64)")
-    group.add_argument("--background-tiles", type=int, help="good tiles per image outside defects (neu-det: 0, sd-saliency: 2)")
+    group.add_argument(
+        "--tile-size", type=int, help="tile side in px (severstal, aitex: 256; neu-det, sd-saliency: 64)"
+    )
+    group.add_argument(
+        "--background-tiles",
+        type=int,
+        help="good tiles per image outside defects (neu-det: 0, sd-saliency: 2)",
+    )
     group.add_argument("--defect-class", help="class name of defect rows (ksdd2: defect)")
     return parser
 
 
 def summary(frame: pd.DataFrame) -> str:
     """Rows per class, per grade and per split, as printable tables."""
-    parts = [f"{len(frame)} rows: " + ", ".join(f"{n} {label}" for label, n in frame["label"].value_counts().items())]
+    parts = [
+        f"{len(frame)} rows: "
+        + ", ".join(f"{n} {label}" for label, n in frame["label"].value_counts().items())
+    ]
     for column in ("defect_class", "grade"):
         table = pd.crosstab(frame[column], frame["split"], margins=True, margins_name="total")
         parts.append(table.to_string())

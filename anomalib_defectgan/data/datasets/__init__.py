@@ -35,7 +35,7 @@ def get_adapter(name: str) -> ModuleType:
     return importlib.import_module(f"{__name__}.{FORMATS[name]}")
 
 
-def to_manifest(format: str, root: str | Path, out: str | Path, **options: Any) -> pd.DataFrame:  # noqa: A002
+def to_manifest(format: str, root: str | Path, out: str | Path, **options: Any) -> pd.DataFrame:
     """Import ``root`` in ``format`` into ``out`` (see each adapter's ``to_manifest``)."""
     return get_adapter(format).to_manifest(root, out, **options)
 

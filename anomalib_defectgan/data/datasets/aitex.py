@@ -96,7 +96,9 @@ def to_manifest(
     mask_dir = find_dir(root, ["Mask_images"])
     good_dir = find_dir(root, ["NoDefect_images"])
     if defect_dir is None and good_dir is None:
-        raise DatasetError(f"{root}: not an AITEX folder; expected Defect_images/, Mask_images/, NoDefect_images/")
+        raise DatasetError(
+            f"{root}: not an AITEX folder; expected Defect_images/, Mask_images/, NoDefect_images/"
+        )
     if defect_dir is not None and mask_dir is None:
         raise DatasetError(f"{root}: Defect_images/ without Mask_images/")
     out_dir = prepare_output(out, overwrite)
@@ -117,8 +119,10 @@ def to_manifest(
     for image in defects:
         for mask in masks.get(image.stem, []):
             if image_size(mask) != sizes[image]:
-                raise DatasetError(f"{mask}: mask size {image_size(mask)} differs from its image {image.name} "
-                                   f"{sizes[image]} (WxH)")
+                raise DatasetError(
+                    f"{mask}: mask size {image_size(mask)} differs from its image {image.name} "
+                    f"{sizes[image]} (WxH)"
+                )
     unmasked = [p.name for p in defects if p.stem not in masks]
     if unmasked:
         warn(f"{defect_dir}: skipped defect image(s) without mask, {summarize(unmasked)}")
@@ -151,13 +155,17 @@ def to_manifest(
                 mask_path = out_dir / "masks" / klass / tile_name(image.stem, x, y)
                 write_image(tile_path, pixels[y : y + tile_size, x : x + tile_size])
                 write_image(mask_path, window)
-                rows.append(make_row(tile_path, mask_path, klass, grade, split, SOURCE, "pixel", image, (x, y)))
+                rows.append(
+                    make_row(tile_path, mask_path, klass, grade, split, SOURCE, "pixel", image, (x, y))
+                )
         else:
             folder = image.parent.relative_to(good_dir).as_posix()
             for x, y in tile_grid(sizes[image], tile_size):
                 tile_path = out_dir / "images" / GOOD_CLASS / folder / tile_name(image.stem, x, y)
                 write_image(tile_path, pixels[y : y + tile_size, x : x + tile_size])
-                rows.append(make_row(tile_path, None, GOOD_CLASS, grade, split, SOURCE, "none", image, (x, y)))
+                rows.append(
+                    make_row(tile_path, None, GOOD_CLASS, grade, split, SOURCE, "none", image, (x, y))
+                )
     if empty:
         warn(f"{mask_dir}: defect image(s) with an empty mask gave no tile, {summarize(empty)}")
     return finish(rows, out_dir, root)

@@ -99,7 +99,9 @@ def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
     """Validate ``(train, val, test)`` fractions: three non-negative numbers summing to 1."""
     values = tuple(float(f) for f in fractions)
     if len(values) != 3 or any(v < 0 for v in values) or not math.isclose(sum(values), 1.0, abs_tol=1e-6):
-        raise DatasetError(f"split fractions must be three non-negative numbers summing to 1, got {list(fractions)}")
+        raise DatasetError(
+            f"split fractions must be three non-negative numbers summing to 1, got {list(fractions)}"
+        )
     return values  # type: ignore[return-value]
 
 
@@ -166,7 +168,9 @@ def tile_origins(length: int, tile: int) -> list[int]:
     return starts
 
 
-def background_tile_origins(mask: np.ndarray, tile: int, count: int, key: str, seed: int = 0) -> list[tuple[int, int]]:
+def background_tile_origins(
+    mask: np.ndarray, tile: int, count: int, key: str, seed: int = 0
+) -> list[tuple[int, int]]:
     """Up to ``count`` non-overlapping ``tile`` x ``tile`` windows lying fully outside ``mask``.
 
     Candidates are all positions on a ``max(1, tile // 8)`` grid whose window holds no mask
@@ -191,7 +195,9 @@ def background_tile_origins(mask: np.ndarray, tile: int, count: int, key: str, s
     ys = np.arange(0, height - tile + 1, stride)
     xs = np.arange(0, width - tile + 1, stride)
     yy, xx = np.meshgrid(ys, xs, indexing="ij")
-    sums = integral[yy + tile, xx + tile] - integral[yy, xx + tile] - integral[yy + tile, xx] + integral[yy, xx]
+    sums = (
+        integral[yy + tile, xx + tile] - integral[yy, xx + tile] - integral[yy + tile, xx] + integral[yy, xx]
+    )
     candidates = np.stack([xx[sums == 0], yy[sums == 0]], axis=1)
     rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
     kept: list[tuple[int, int]] = []

@@ -46,8 +46,10 @@ def read_ground_truth(path: Path, size: tuple[int, int]) -> np.ndarray:
     """
     values = read_image(path, channels=1)[..., 0]
     if values.shape != (size[1], size[0]):
-        raise ImageReadError(path, f"mask size {values.shape[1]}x{values.shape[0]} differs from its image "
-                                   f"{size[0]}x{size[1]} (WxH)")
+        raise ImageReadError(
+            path,
+            f"mask size {values.shape[1]}x{values.shape[0]} differs from its image {size[0]}x{size[1]} (WxH)",
+        )
     return values >= (1 if values.max(initial=0) == 1 else MASK_THRESHOLD)
 
 
@@ -85,9 +87,13 @@ def to_manifest(
     fractions = check_fractions(fractions)
     if not defect_class or defect_class == GOOD_CLASS:
         raise DatasetError(f"defect_class must be a non-empty name other than 'good', got {defect_class!r}")
-    folders = [(folder, split) for split in ("train", "test") if (folder := find_dir(root, [split])) is not None]
+    folders = [
+        (folder, split) for split in ("train", "test") if (folder := find_dir(root, [split])) is not None
+    ]
     if not folders:
-        raise DatasetError(f"{root}: not a KolektorSDD2 folder; expected train/ and/or test/ with <id>.png + <id>_GT.png")
+        raise DatasetError(
+            f"{root}: not a KolektorSDD2 folder; expected train/ and/or test/ with <id>.png + <id>_GT.png"
+        )
     out_dir = prepare_output(out, overwrite)
 
     items: list[tuple[Path, Path, str, str]] = []  # image, ground truth, official split, label

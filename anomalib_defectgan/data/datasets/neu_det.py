@@ -39,8 +39,8 @@ from anomalib_defectgan.data.datasets.common import (
     prepare_output,
     raise_if_missing,
     require_root,
-    train_val_fractions,
     tile_name,
+    train_val_fractions,
     warn,
 )
 from anomalib_defectgan.data.image_io import read_image, write_image
@@ -96,7 +96,9 @@ def parse_annotation(path: Path) -> Annotation:
         try:
             value = float((child.text or "").strip())
         except ValueError:
-            raise DatasetError(f"{path}:{lines[id(child)]}: <{tag}> is not a number: {child.text!r}") from None
+            raise DatasetError(
+                f"{path}:{lines[id(child)]}: <{tag}> is not a number: {child.text!r}"
+            ) from None
         if not math.isfinite(value):
             raise DatasetError(f"{path}:{lines[id(child)]}: <{tag}> is not finite: {child.text!r}")
         return value
@@ -121,12 +123,16 @@ def parse_annotation(path: Path) -> Annotation:
             raise DatasetError(f"{path}:{lines[id(obj)]}: <object> has no <bndbox>")
         xmin, ymin, xmax, ymax = (number(box, tag) for tag in ("xmin", "ymin", "xmax", "ymax"))
         if xmax < xmin or ymax < ymin:
-            raise DatasetError(f"{path}:{lines[id(box)]}: inverted box ({xmin:g},{ymin:g})-({xmax:g},{ymax:g})")
+            raise DatasetError(
+                f"{path}:{lines[id(box)]}: inverted box ({xmin:g},{ymin:g})-({xmax:g},{ymax:g})"
+            )
         annotation.boxes.append((name, xmin, ymin, xmax, ymax))
     return annotation
 
 
-def box_pixels(box: tuple[float, float, float, float], scale: tuple[float, float], shape: tuple[int, int]) -> tuple[int, int, int, int]:
+def box_pixels(
+    box: tuple[float, float, float, float], scale: tuple[float, float], shape: tuple[int, int]
+) -> tuple[int, int, int, int]:
     """Pixel window ``(x0, y0, x1, y1)`` (half-open) covering a 1-based inclusive VOC box after scaling.
 
     Args:
@@ -163,7 +169,10 @@ def _find_layout(root: Path) -> list[tuple[Path, Path, str | None]]:
         part = find_dir(root, names)
         if part is None:
             continue
-        images, annotations = find_dir(part, ["images", "IMAGES"]), find_dir(part, ["annotations", "ANNOTATIONS"])
+        images, annotations = (
+            find_dir(part, ["images", "IMAGES"]),
+            find_dir(part, ["annotations", "ANNOTATIONS"]),
+        )
         if images and annotations:
             parts.append((images, annotations, split))
     if not parts:
@@ -212,7 +221,9 @@ def to_manifest(
     root = require_root(root)
     fractions = check_fractions(fractions)
     if tile_size < 1 or background_tiles < 0:
-        raise DatasetError(f"tile_size must be >= 1 and background_tiles >= 0, got {tile_size}, {background_tiles}")
+        raise DatasetError(
+            f"tile_size must be >= 1 and background_tiles >= 0, got {tile_size}, {background_tiles}"
+        )
     out_dir = prepare_output(out, overwrite)
 
     items: list[tuple[Annotation, Path, str | None]] = []

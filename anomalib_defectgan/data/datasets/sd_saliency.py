@@ -77,7 +77,9 @@ def to_manifest(
     root = require_root(root)
     fractions = check_fractions(fractions)
     if tile_size < 1 or background_tiles < 0:
-        raise DatasetError(f"tile_size must be >= 1 and background_tiles >= 0, got {tile_size}, {background_tiles}")
+        raise DatasetError(
+            f"tile_size must be >= 1 and background_tiles >= 0, got {tile_size}, {background_tiles}"
+        )
     images_dir = find_dir(root, ["images", "Source Images", "source_images"])
     masks_dir = find_dir(root, ["masks", "Ground truth", "ground_truth", "gt"])
     if images_dir is None or masks_dir is None:
@@ -92,8 +94,10 @@ def to_manifest(
         warn(f"{masks_dir}: ignored mask(s) without image, {len(orphans)}: {', '.join(orphans[:5])}")
     for image in images:
         if image_size(image) != image_size(masks[image.stem]):
-            raise DatasetError(f"{masks[image.stem]}: mask size {image_size(masks[image.stem])} differs from "
-                               f"its image {image.name} {image_size(image)} (WxH)")
+            raise DatasetError(
+                f"{masks[image.stem]}: mask size {image_size(masks[image.stem])} differs from "
+                f"its image {image.name} {image_size(image)} (WxH)"
+            )
     splits = assign_splits([str(p) for p in images], [class_of(p.stem) for p in images], seed, fractions)
 
     rows = []

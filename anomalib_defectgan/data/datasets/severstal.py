@@ -70,7 +70,9 @@ def rle_decode(rle: str, height: int = HEIGHT, width: int = WIDTH) -> np.ndarray
             raise ValueError(f"run {start} {length} overlaps or precedes the previous run")
         end = start - 1 + length
         if end > flat.size:
-            raise ValueError(f"run {start} {length} ends past the {height}x{width} image ({flat.size} pixels)")
+            raise ValueError(
+                f"run {start} {length} ends past the {height}x{width} image ({flat.size} pixels)"
+            )
         flat[start - 1 : end] = 1
     return flat.reshape(width, height).T.copy()
 
@@ -106,8 +108,10 @@ def read_runs(csv_path: Path) -> dict[str, dict[int, tuple[str, int]]]:
             elif header == ["ImageId", "ClassId", "EncodedPixels"]:
                 combined = False
             else:
-                raise DatasetError(f"{csv_path}:1: unknown header {header}; expected ImageId_ClassId,EncodedPixels "
-                                   "or ImageId,ClassId,EncodedPixels")
+                raise DatasetError(
+                    f"{csv_path}:1: unknown header {header}; expected ImageId_ClassId,EncodedPixels "
+                    "or ImageId,ClassId,EncodedPixels"
+                )
             for fields in reader:
                 line = reader.line_num
                 if not fields or all(not f.strip() for f in fields):
@@ -120,13 +124,17 @@ def read_runs(csv_path: Path) -> dict[str, dict[int, tuple[str, int]]]:
                 else:
                     image_id, class_text, rle = fields[0].strip(), fields[1].strip(), fields[2]
                 if not image_id or not class_text.isdigit() or int(class_text) < 1:
-                    raise DatasetError(f"{csv_path}:{line}: bad image id / class id {fields[0]!r}"
-                                       + ("" if combined else f", {fields[1]!r}"))
+                    raise DatasetError(
+                        f"{csv_path}:{line}: bad image id / class id {fields[0]!r}"
+                        + ("" if combined else f", {fields[1]!r}")
+                    )
                 per_image = runs.setdefault(image_id, {})
                 class_id = int(class_text)
                 if class_id in per_image:
-                    raise DatasetError(f"{csv_path}:{line}: {image_id} class {class_id} listed twice "
-                                       f"(first on line {per_image[class_id][1]})")
+                    raise DatasetError(
+                        f"{csv_path}:{line}: {image_id} class {class_id} listed twice "
+                        f"(first on line {per_image[class_id][1]})"
+                    )
                 if rle.strip():
                     per_image[class_id] = (rle, line)
         except (UnicodeDecodeError, csv.Error) as err:
@@ -189,7 +197,9 @@ def to_manifest(
 
     runs = read_runs(csv_path)
     images = {p.name: p for p in images_in(images_dir)}
-    raise_if_missing([name for name in runs if name not in images], f"image(s) listed in {csv_path.name}", images_dir)
+    raise_if_missing(
+        [name for name in runs if name not in images], f"image(s) listed in {csv_path.name}", images_dir
+    )
     sizes = {name: image_size(image) for name, image in images.items()}
     small = [name for name, (w, h) in sizes.items() if h < tile_size or w < tile_size]
     if small:
@@ -220,5 +230,7 @@ def to_manifest(
                 if klass != GOOD_CLASS:
                     mask_path = out_dir / "masks" / klass / tile_name(stem, x, y)
                     write_image(mask_path, window > 0)
-                rows.append(make_row(tile_path, mask_path, klass, grade, splits[name], SOURCE, "pixel", image, (x, y)))
+                rows.append(
+                    make_row(tile_path, mask_path, klass, grade, splits[name], SOURCE, "pixel", image, (x, y))
+                )
     return finish(rows, out_dir, root)
