@@ -34,12 +34,14 @@ class DefectLayer:
         shade: Slope of the relief towards the light, ``float32`` (0 where flat).
         albedo: Reflectance factor (1 = unchanged, < 1 darker).
         expose: Fraction of bare metal showing (0..1), e.g. the floor of a scratch.
+        smooth: Fraction (0..1) of the surface texture replaced by its local mean, or None.
     """
 
     box: tuple[int, int, int, int]
     shade: np.ndarray
     albedo: np.ndarray
     expose: np.ndarray
+    smooth: np.ndarray | None = None
 
 
 class Canvas:
@@ -96,7 +98,8 @@ class Canvas:
                 cv2.line(image, tuple(map(int, pts[i])), tuple(map(int, pts[i + 1])), value, thickness,
                          cv2.LINE_AA, _SHIFT)
 
-    def finish(self, height: np.ndarray, darkness: np.ndarray, expose: np.ndarray) -> DefectLayer:
+    def finish(self, height: np.ndarray, darkness: np.ndarray, expose: np.ndarray,
+               smooth: np.ndarray | None = None) -> DefectLayer:
         """Shade the relief and average everything down to final resolution."""
         height, darkness, expose = (np.asarray(m, np.float32) for m in (height, darkness, expose))
         slope = np.float32(self.ss / 8)  # Sobel sums 8 neighbour differences; per final pixel
@@ -108,12 +111,19 @@ class Canvas:
             return cv2.resize(image, final, interpolation=cv2.INTER_AREA)
 
         return DefectLayer(self.box, down(shade * slope), 1.0 - down(np.clip(darkness, 0.0, 0.95)),
-                           down(np.clip(expose, 0.0, 1.0)))
+                           down(np.clip(expose, 0.0, 1.0)),
+                           None if smooth is None else down(np.clip(np.asarray(smooth, np.float32), 0.0, 1.0)))
 
 
 def _scale(size: int) -> float:
     """Pixel sizes are given for 256 px images; they grow with larger images, never shrink."""
     return max(1.0, size / 256)
+
+
+def _count(rng: np.random.Generator, low: int, high: int, size: int) -> int:
+    """How many small elements (pits, flakes, crack cells) a cluster gets: ``low..high`` at 256 px,
+    fewer on smaller images, whose elements do not shrink, so clusters do not clog into blobs."""
+    return max(4, round(int(rng.integers(low, high)) * min(1.0, size / 256)))
 
 
 def _bounds(xy: np.ndarray, margin: float) -> tuple[float, float, float, float]:
@@ -156,32 +166,28 @@ def scratches(rng: np.random.Generator, size: int) -> DefectLayer:
 
 
 def inclusion(rng: np.random.Generator, size: int) -> DefectLayer:
-    """Elongated dark spots and streaks along rolling, often with broken satellites."""
+    """1-2 long, dark, spindle-shaped streaks along rolling (non-metallic stringers), sometimes broken."""
     px = _scale(size)
     centre = rng.uniform(0.15, 0.85, 2) * size
     streaks = []
-    for _ in range(int(rng.integers(1, 4))):
-        length = rng.uniform(0.08, 0.3) * size + 4 * px
-        theta = np.deg2rad(rng.normal(0, 3))
+    for k in range(int(rng.integers(1, 3))):
+        length = rng.uniform(0.12, 0.4) * size + 6 * px
+        theta = np.deg2rad(rng.normal(0, 2))
         direction = np.array([np.cos(theta), np.sin(theta)])
-        start = centre + rng.normal(0, 1, 2) * (0.06 * size, 0.02 * size)
-        t = np.linspace(0.0, 1.0, 12)
-        xy = start + np.outer(t - 0.5, direction) * length + np.outer(np.cumsum(rng.normal(0, 0.2, t.size)), (0, 1))
-        thickness = rng.uniform(2.0, 6.0) * px * (0.3 + 0.7 * _taper(t[:-1] + 0.04, 0.7))
-        streaks.append((xy, thickness, np.full(t.size - 1, 255.0)))
-    for _ in range(int(rng.integers(0, 6))):
-        spot = centre + rng.normal(0, 1, 2) * (0.1 * size, 0.02 * size)
-        dx = rng.uniform(1.0, 4.0) * px
-        streaks.append((np.array([spot - (dx, 0), spot + (dx, 0)]), np.array([rng.uniform(1.0, 2.5) * px]),
-                        np.array([255.0])))
+        start = centre + (rng.normal(0, 0.05 * size), k * rng.uniform(3, 8) * px)
+        t = np.linspace(0.0, 1.0, 20)
+        xy = start + np.outer(t - 0.5, direction) * length + np.outer(np.cumsum(rng.normal(0, 0.1, t.size)), (0, 1))
+        thickness = rng.uniform(2.0, 5.0) * px * (0.15 + 0.85 * _taper(t[:-1] + 0.025, 1.0))
+        unbroken = rng.random(t.size - 1) > 0.12
+        streaks.append((xy, thickness, 255.0 * unbroken))
     canvas = Canvas(size, _bounds(np.vstack([xy for xy, _, _ in streaks]), 6 * px))
     body = canvas.blank()
     for xy, widths, values in streaks:
         canvas.stroke(body, xy, widths, values)
-    ragged = smoothstep(-1.0, 0.0, canvas.noise(rng, 2.5 * px))
-    shape = canvas.blur(body, 0.4) * ragged
-    darkness = rng.uniform(0.55, 0.85) * shape * (0.8 + 0.2 * canvas.noise(rng, 1.5 * px))
-    return canvas.finish(0.4 * shape, darkness, 0.0 * shape)
+    bitten = smoothstep(-1.6, -0.6, canvas.noise(rng, 2.0 * px))  # a few nicks in the outline
+    shape = canvas.blur(body, 0.4) * bitten
+    darkness = rng.uniform(0.6, 0.85) * shape * (0.85 + 0.15 * canvas.noise(rng, 1.5 * px))
+    return canvas.finish(-0.3 * shape, darkness, 0.0 * shape)
 
 
 def patches(rng: np.random.Generator, size: int) -> DefectLayer:
@@ -194,9 +200,10 @@ def patches(rng: np.random.Generator, size: int) -> DefectLayer:
     soft = smoothstep(1.15, 0.55, canvas.ellipse_distance(centre, radii, rng.normal(0, 8)))
     blotch = smoothstep(-0.5, 0.5, canvas.noise(rng, 0.35 * radii[1]) + 1.5 * (soft - 0.5))
     alpha = soft * blotch
+    smooth = rng.uniform(0.6, 0.9) * alpha  # a patch has its own, smoother finish
     if rng.random() < 0.75:
-        return canvas.finish(0.0 * alpha, rng.uniform(0.35, 0.6) * alpha, 0.0 * alpha)
-    return canvas.finish(0.0 * alpha, 0.0 * alpha, rng.uniform(0.45, 0.7) * alpha)
+        return canvas.finish(0.0 * alpha, rng.uniform(0.35, 0.6) * alpha, 0.0 * alpha, smooth)
+    return canvas.finish(0.0 * alpha, 0.0 * alpha, rng.uniform(0.45, 0.7) * alpha, smooth)
 
 
 def pitted_surface(rng: np.random.Generator, size: int) -> DefectLayer:
@@ -204,7 +211,7 @@ def pitted_surface(rng: np.random.Generator, size: int) -> DefectLayer:
     px = _scale(size)
     centre = rng.uniform(0.2, 0.8, 2) * size
     spread = rng.uniform(0.04, 0.12) * size * np.array([rng.uniform(1.0, 2.2), 1.0])
-    count = int(rng.integers(30, 90))
+    count = _count(rng, 30, 90, size)
     xy = centre + rng.normal(0, 1, (count, 2)) * spread
     xy = np.clip(xy, 2, size - 3)
     radii = rng.uniform(0.6, 2.2, count) * px
@@ -225,7 +232,7 @@ def crazing(rng: np.random.Generator, size: int) -> DefectLayer:
     centre = rng.uniform(0.25, 0.75, 2) * size
     radii = np.array([rng.uniform(0.12, 0.3), 0.0]) * size
     radii[1] = radii[0] * rng.uniform(0.4, 0.9)
-    count = int(rng.integers(25, 70))
+    count = _count(rng, 25, 70, size)
     angle = rng.uniform(0, 2 * np.pi, count)
     dist = np.sqrt(rng.uniform(0, 1, count))
     seeds = centre + np.stack([np.cos(angle), np.sin(angle)], 1) * dist[:, None] * radii
@@ -259,7 +266,7 @@ def rolled_in_scale(rng: np.random.Generator, size: int) -> DefectLayer:
     centre = rng.uniform(0.2, 0.8, 2) * size
     band_x = rng.uniform(0.2, 0.45) * size
     band_y = rng.uniform(0.02, 0.08) * size
-    count = int(rng.integers(20, 70))
+    count = _count(rng, 20, 70, size)
     flakes = []
     for _ in range(count):
         at = centre + (rng.uniform(-1, 1) * band_x, rng.normal(0, 0.6) * band_y)

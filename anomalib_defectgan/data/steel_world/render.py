@@ -70,6 +70,10 @@ def composite(clean: np.ndarray, layer: DefectLayer, grade: str) -> np.ndarray:
     x0, y0, x1, y1 = layer.box
     out = clean.copy()
     region = clean[y0:y1, x0:x1]
+    if layer.smooth is not None:
+        local_mean = cv2.GaussianBlur(region, (0, 0), 3.0 * max(1.0, clean.shape[0] / 256),
+                                      borderType=cv2.BORDER_REFLECT)
+        region = region + layer.smooth * (local_mean - region)
     out[y0:y1, x0:x1] = (region * layer.albedo * (1.0 - layer.expose) + spec.metal * layer.expose
                          + spec.shade_gain * layer.shade)
     return out
