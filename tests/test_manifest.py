@@ -92,3 +92,12 @@ def test_unparsable_file_names_the_file(tmp_path: Path) -> None:
     bad.write_bytes(b"\xff\xfe\x00garbage\x00\n\x01")
     with pytest.raises(ManifestError, match=str(bad)):
         read_manifest(bad)
+
+
+def test_paths_outside_the_manifest_folder_stay_absolute(manifest: Path, tmp_path: Path) -> None:
+    frame = read_manifest(manifest)
+    elsewhere = write_manifest(frame, tmp_path / "elsewhere" / "manifest.csv")
+    stored = pd.read_csv(elsewhere, dtype=str, keep_default_na=False)
+    assert all(Path(p).is_absolute() for p in stored["image_path"])
+    (tmp_path / "elsewhere").rename(tmp_path / "moved")
+    assert read_manifest(tmp_path / "moved" / "manifest.csv")["image_path"].tolist() == frame["image_path"].tolist()

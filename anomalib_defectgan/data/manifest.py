@@ -1,7 +1,7 @@
 """The manifest: the one table every dataset becomes.
 
-One row per image with the columns of :data:`COLUMNS`. Paths in the file are relative to the
-manifest's folder (absolute paths are kept as they are); :func:`read_manifest` returns them
+One row per image with the columns of :data:`COLUMNS`. Paths inside the manifest's folder are
+stored relative to it, paths outside it (source images referenced in place) absolute; :func:`read_manifest` returns them
 resolved to absolute paths, :func:`write_manifest` writes them relative again, so a dataset
 folder can be moved as a whole. Extra columns (``mask_kind``, ``donor_path``, ...) are kept.
 """
@@ -38,9 +38,10 @@ def _relativize(value: str, root: Path) -> str:
     if not path.is_absolute():
         return path.as_posix()
     try:
-        return Path(os.path.relpath(path, root)).as_posix()
+        relative = Path(os.path.relpath(path, root))
     except ValueError:  # another drive on Windows
         return path.as_posix()
+    return path.as_posix() if relative.parts[:1] == ("..",) else relative.as_posix()
 
 
 def validate_manifest(frame: pd.DataFrame, origin: str = "manifest", check_files: bool = True) -> pd.DataFrame:
