@@ -50,6 +50,13 @@ def test_same_seed_gives_identical_bytes_and_another_seed_differs(tmp_path: Path
     assert all(first[name] != other[name] for name in images)
 
 
+def test_a_grade_renders_the_same_whatever_else_is_asked_for(dataset: tuple[Path, pd.DataFrame],
+                                                             tmp_path: Path) -> None:
+    out, _ = dataset
+    make_synthetic_steel(tmp_path / "one", seed=5, grades=["pickled"], **SMALL)
+    assert _hashes(tmp_path / "one" / "pickled") == _hashes(out / "pickled")
+
+
 def test_layout_is_mvtec_like_and_matches_the_manifest(dataset: tuple[Path, pd.DataFrame]) -> None:
     out, frame = dataset
     assert sorted(frame["grade"].unique()) == sorted(GRADE_NAMES)
