@@ -14,7 +14,7 @@ import pytest
 from anomalib_defectgan.cli import main as cli
 from anomalib_defectgan.data.image_io import read_image, read_mask
 from anomalib_defectgan.data.manifest import read_manifest
-from tests.test_generators_support import make_bank, make_normals
+from tests.test_generators_support import make_bank, make_normals, make_tiny_generator
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_generate_writes_a_folder_that_anomalib_loads(inputs: tuple[Path, Path],
 
 def test_generate_resumes_after_kill_with_identical_result(inputs: tuple[Path, Path], tmp_path: Path) -> None:
     normals, bank = inputs
-    killed, fresh, num = tmp_path / "killed", tmp_path / "fresh", 160
+    killed, fresh, num = tmp_path / "killed", tmp_path / "fresh", 100
     command = [sys.executable, "-m", "anomalib_defectgan.cli", *_args(normals, bank, killed, num)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -105,8 +105,21 @@ def test_generate_unreadable_images_skipped_or_strict(inputs: tuple[Path, Path],
     assert "broken" not in (tmp_path / "lenient" / "manifest.csv").read_text()
 
 
+def test_generate_with_defectgan_checkpoint(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    normals, bank = inputs
+    checkpoint = make_tiny_generator(tmp_path / "gen")
+    out = tmp_path / "out"
+    args = _args(normals, bank, out, 3, "--checkpoint", str(checkpoint), "--channels", "3")
+    args[args.index("cutpaste")] = "defectgan"
+    assert cli(args) == 0
+    frame = read_manifest(out)
+    defects = frame[frame.label == "defect"]
+    assert len(defects) == 3 and set(defects.generator) == {"defectgan"} and set(defects.window) == {"32"}
+    assert read_image(defects.image_path.iloc[0], channels=3).shape == (40, 40, 3)
+
+
 @pytest.mark.parametrize("problem", ["empty normal dir", "no usable class", "not writable", "foreign out",
-                                     "missing checkpoint"])
+                                     "missing checkpoint", "wrong checkpoint kind"])
 def test_generate_bad_input_fails_cleanly(inputs: tuple[Path, Path], tmp_path: Path, problem: str,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     normals, bank = inputs
@@ -114,7 +127,8 @@ def test_generate_bad_input_fails_cleanly(inputs: tuple[Path, Path], tmp_path: P
     args = _args(normals, bank, out, 2)
     expected = {"empty normal dir": "no images found", "no usable class": "no usable defects for classes ['crazing']",
                 "not writable": "not writable", "foreign out": "not empty",
-                "missing checkpoint": "needs --checkpoint"}[problem]
+                "missing checkpoint": "needs --checkpoint",
+                "wrong checkpoint kind": "expected 'defectgan-generator' (not a DefectGan generator)"}[problem]
     if problem == "empty normal dir":
         (tmp_path / "empty").mkdir()
         args = _args(tmp_path / "empty", bank, out, 2)
@@ -127,8 +141,14 @@ def test_generate_bad_input_fails_cleanly(inputs: tuple[Path, Path], tmp_path: P
     elif problem == "foreign out":
         out.mkdir()
         (out / "notes.txt").write_text("mine")
-    else:
+    elif problem == "missing checkpoint":
         args[args.index("cutpaste")] = "defectgan"
+    else:
+        (tmp_path / "ckpt").mkdir()
+        (tmp_path / "ckpt" / "generator.json").write_text('{"kind": "defect-classifier"}')
+        (tmp_path / "ckpt" / "generator.safetensors").write_bytes(b"")
+        args[args.index("cutpaste")] = "defectgan"
+        args += ["--checkpoint", str(tmp_path / "ckpt")]
     assert cli(args) == 2
     assert expected in capsys.readouterr().err
     if problem == "foreign out":

@@ -9,7 +9,7 @@ import torch
 from anomalib.data import ImageBatch
 
 from anomalib_defectgan.generators import CutPasteGenerator
-from tests.test_generators_support import make_bank, make_normals
+from tests.test_generators_support import make_bank, make_normals, make_tiny_generator
 
 
 @pytest.fixture(scope="module")
@@ -17,17 +17,26 @@ def bank(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_bank(tmp_path_factory.mktemp("bank"))
 
 
-def _generators(bank: Path) -> dict[str, torch.nn.Module]:
-    return {"cutpaste": CutPasteGenerator(bank, probability=1.0, seed=0)}
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_generator(tmp_path_factory.mktemp("gen"))
 
 
-@pytest.mark.parametrize("name", ["cutpaste"])
-def test_draem_training_step_with_generator(bank: Path, tmp_path: Path, name: str) -> None:
+def _generator(name: str, bank: Path, checkpoint: Path, cache: Path) -> torch.nn.Module:
+    if name == "cutpaste":
+        return CutPasteGenerator(bank, probability=1.0, seed=0)
+    from anomalib_defectgan.generators import DefectTransferGenerator
+
+    return DefectTransferGenerator(checkpoint, bank, probability=1.0, seed=0, cache_dir=cache)
+
+
+@pytest.mark.parametrize("name", ["cutpaste", "defect_transfer"])
+def test_draem_training_step_with_generator(bank: Path, checkpoint: Path, tmp_path: Path, name: str) -> None:
     from anomalib.models import Draem
 
     (tmp_path / "dtd").mkdir()
     model = Draem(dtd_dir=tmp_path / "dtd")  # an existing folder: no DTD download
-    model.augmenter = _generators(bank)[name]
+    model.augmenter = _generator(name, bank, checkpoint, tmp_path / "cache")
     images = torch.rand(2, 3, 32, 32)
     loss = model.training_step(ImageBatch(image=images, gt_label=torch.zeros(2, dtype=torch.bool)))["loss"]
     loss.backward()
@@ -35,15 +44,16 @@ def test_draem_training_step_with_generator(bank: Path, tmp_path: Path, name: st
     assert all(info is not None for info in model.augmenter.last_info), "every image got a defect"
     grads = [p.grad for p in model.model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert not any("gan" in key for key in model.state_dict()), "the GAN is not part of the host's weights"
 
 
-@pytest.mark.parametrize("name", ["cutpaste"])
-def test_glass_training_forward_with_generator(bank: Path, name: str) -> None:
+@pytest.mark.parametrize("name", ["cutpaste", "defect_transfer"])
+def test_glass_training_forward_with_generator(bank: Path, checkpoint: Path, tmp_path: Path, name: str) -> None:
     from anomalib.models import Glass
 
     model = Glass(input_shape=(32, 32), backbone="resnet18", pre_trained=False, layers=["layer2", "layer3"],
                   pretrain_embed_dim=64, target_embed_dim=64, step=1, discriminator_hidden=32)
-    model.model.augmentor = _generators(bank)[name]
+    model.model.augmentor = _generator(name, bank, checkpoint, tmp_path / "cache")
     images = torch.rand(2, 3, 32, 32)
     model.model.calculate_center([ImageBatch(image=images)], torch.device("cpu"))
     model.model.train()

@@ -46,3 +46,21 @@ def make_normals(root: Path, count: int = 4, size: int = 48, seed: int = 1, leve
     for i in range(count):
         write_image(root / f"good_{i}.png", texture(rng, size, level))
     return root
+
+
+def make_tiny_generator(root: Path, classes: tuple[str, ...] = ("scratch", "spot"), channels: int = 1,
+                        crop_size: int = 32, seed: int = 0) -> Path:
+    """Save an untrained tiny DefectGAN generator with the GAN's own export code; returns its folder.
+
+    The mask bias is positive so that the untrained network paints visible masks.
+    """
+    import torch
+
+    from anomalib_defectgan.models.defect_gan import DefectGanNet
+    from anomalib_defectgan.models.defect_gan.inference import save_generator
+
+    torch.manual_seed(seed)
+    config = {"channels": channels, "num_classes": len(classes) + 1, "num_grades": 1, "base_channels": 8,
+              "max_channels": 16, "mask_bias": 1.0}
+    save_generator(DefectGanNet(**config), config, ["good", *classes], ["known"], crop_size, root)
+    return root

@@ -270,4 +270,4 @@ def _write_manifest(out: Path, args: argparse.Namespace, grade: str, good_names:
                      "defect_class": record["defect_class"], "grade": grade, "split": args.split,
                      "source": source, "mask_kind": "pixel",
                      **{k: v for k, v in record.items() if k != "defect_class"}})
-    write_manifest(pd.DataFrame(rows), out / "manifest.csv")
+    write_manifest(pd.DataFrame(rows, dtype=object).fillna(""), out / "manifest.csv")

@@ -118,7 +118,7 @@ class DefectBank:
     """
 
     def __init__(self, source: str | Path, classes: Sequence[str] | None = None, margin: int = 8) -> None:
-        self.source = Path(source)
+        self.source = Path(source).resolve()
         self.margin = margin
         try:
             items = _discover(self.source)

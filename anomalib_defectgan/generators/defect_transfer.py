@@ -1,0 +1,276 @@
+"""DefectTransferGenerator: the defect-transfer GAN as an anomalib synthetic-anomaly generator.
+
+For each chosen image: pick a donor defect from the bank (by class weights), pick one of its
+orientations (flips; quarter turns only if asked) and a position, run the GAN's transfer on a
+``crop_size`` window of the image at that position only, and composite the window back. Cost
+follows the window, not the image, and any image size works (images smaller than a window are
+padded for synthesis and cropped back).
+
+Donor codes are computed once per (checkpoint, bank, orientation set) and cached in a
+safetensors file (``cache_dir``, default ``~/.cache/anomalib_defectgan`` or the
+``ANOMALIB_DEFECTGAN_CACHE`` environment variable), keyed by the SHA-256 of the checkpoint
+weights and of the bank's files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import Tensor, nn
+
+from anomalib_defectgan.generators.contract import ClassSampler, as_batch, as_output
+from anomalib_defectgan.generators.defect_bank import GREY_WEIGHTS, DefectBank, DefectBankError, load_bank
+from anomalib_defectgan.generators.placement import Placement
+
+BACKENDS = ("torch", "openvino")
+CODES_VERSION = "1"
+
+
+def default_cache_dir() -> Path:
+    """``$ANOMALIB_DEFECTGAN_CACHE`` or ``~/.cache/anomalib_defectgan``."""
+    return Path(os.environ.get("ANOMALIB_DEFECTGAN_CACHE", Path.home() / ".cache" / "anomalib_defectgan"))
+
+
+def orientations(rotate90: bool) -> list[Placement]:
+    """The donor orientations encoded: 4 flips, or all 8 symmetries of the square with quarter turns."""
+    turns = (0, 1) if rotate90 else (0,)
+    return [Placement(0, 0, bool(h), bool(v), r) for r in turns for v in (0, 1) for h in (0, 1)]
+
+
+def _weights_file(checkpoint: str | Path) -> Path:
+    from anomalib_defectgan.models.defect_gan.inference import _paths
+
+    return _paths(checkpoint)[0]
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def to_channels(images: Tensor, channels: int) -> Tensor:
+    """Convert ``[B, C, H, W]`` between 1 (luminance) and 3 (grey replicated) channels."""
+    if images.shape[1] == channels:
+        return images
+    if channels == 1:
+        weights = torch.tensor(GREY_WEIGHTS, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+        return (images * weights).sum(dim=1, keepdim=True)
+    return images.expand(-1, 3, -1, -1)
+
+
+class DefectTransferGenerator(nn.Module):
+    """Paint real donor defects onto images with the defect-transfer GAN (anomalib generator contract).
+
+    ``gen(images) -> (augmented, mask)`` with the contract of
+    :mod:`anomalib_defectgan.generators.contract` (that of anomalib's ``PerlinAnomalyGenerator``), so
+    it can be DRAEM's ``augmenter`` or GLASS's ``model.augmentor``. The GAN is kept outside the
+    module tree (it is not part of a host model's ``state_dict``, optimiser or ``train()`` mode)
+    and follows the input's device.
+
+    Args:
+        checkpoint: Generator folder (``generator.safetensors`` + ``generator.json``) or either file.
+        defect_bank: Manifest / folder of donors, or a loaded :class:`DefectBank`.
+        probability: Chance that an image gets a defect.
+        classes: Use only these defect classes (None: every bank class the GAN knows).
+        class_weights: Relative weight of each entry of ``classes``.
+        seed: Seed of a private random generator (None: torch's global random state).
+        device: Device for the GAN (None: the device of each input batch).
+        backend: ``"torch"`` or ``"openvino"`` (transfer runs as an OpenVINO model on the CPU).
+        grade: Grade name of the target images if the GAN was trained on it (None: unknown grade).
+        mask_threshold: Soft-mask value below which a pixel is left untouched; the returned mask
+            is exactly the pixels at or above it.
+        rotate90: Also use quarter turns of donors (off: rolled steel is directional).
+        cache_dir: Where donor codes are cached (None: :func:`default_cache_dir`).
+        openvino_model: ``transfer.xml`` written by ``defectgan export`` (None with the openvino
+            backend: the transfer graph is converted in memory at start-up).
+
+    Example:
+        >>> gen = DefectTransferGenerator("runs/gan/generator", "datasets/steel/manifest.csv", seed=0)
+        >>> augmented, mask = gen(torch.rand(8, 1, 256, 256))
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        defect_bank: str | Path | DefectBank,
+        probability: float = 0.5,
+        classes: Sequence[str] | None = None,
+        class_weights: Sequence[float] | None = None,
+        seed: int | None = None,
+        device: str | torch.device | None = None,
+        backend: str = "torch",
+        grade: str | None = None,
+        mask_threshold: float = 0.1,
+        rotate90: bool = False,
+        cache_dir: str | Path | None = None,
+        openvino_model: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        from anomalib_defectgan.models.defect_gan.inference import load_generator
+
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError(f"probability must be in [0, 1], got {probability}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        gan = load_generator(checkpoint, device=device or "cpu")
+        self.__dict__["gan"] = gan  # not a submodule: see the class docstring
+        self.bank = load_bank(defect_bank, classes)
+        known = [c for c in self.bank.classes if c in gan.classes[1:]]
+        wanted = list(classes) if classes is not None else known
+        weights = list(class_weights) if class_weights is not None else [1.0] * len(wanted)
+        if len(weights) != len(wanted):
+            raise ValueError(f"class_weights has {len(weights)} entries for {len(wanted)} classes {wanted}")
+        usable = [(c, w) for c, w in zip(wanted, weights, strict=True) if c in known]
+        if not usable:
+            raise DefectBankError(f"defect bank {self.bank.source}: no usable defects for classes {wanted}; the bank "
+                                  f"has {self.bank.classes}, the generator knows {gan.classes[1:]}")
+        self.sampler = ClassSampler(self.bank.donor_classes, [c for c, _ in usable], [w for _, w in usable])
+        self.probability = probability
+        self.grade = grade
+        self.mask_threshold = mask_threshold
+        self.rotate90 = rotate90
+        self.device = torch.device(device) if device is not None else None
+        self.backend = backend
+        self.orientations = orientations(rotate90)
+        self.checkpoint_hash = _file_hash(_weights_file(checkpoint))
+        self.codes = self._donor_codes(Path(cache_dir) if cache_dir is not None else default_cache_dir())
+        self.rng: torch.Generator | None = None
+        self.reseed(seed)
+        self.last_info: list[dict[str, Any] | None] = []
+        self.__dict__["openvino"] = None
+        if backend == "openvino":
+            from anomalib_defectgan.generators.openvino_backend import OpenVinoTransfer
+
+            self.__dict__["openvino"] = (OpenVinoTransfer(openvino_model) if openvino_model is not None
+                                         else OpenVinoTransfer.from_generator(gan))
+
+    @property
+    def crop_size(self) -> int:
+        """Side of the window the GAN runs on."""
+        return self.gan.crop_size
+
+    def reseed(self, seed: int | None) -> None:
+        """Restart the private random generator from ``seed`` (None: use torch's global state)."""
+        self.rng = None if seed is None else torch.Generator().manual_seed(int(seed))
+
+    def cache_key(self) -> str:
+        """Key of the donor-code cache: checkpoint weights, bank contents, crop size, orientations."""
+        parts = [CODES_VERSION, self.checkpoint_hash, self.bank.digest, str(self.crop_size), str(self.rotate90)]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+    def _donor_codes(self, cache_dir: Path) -> dict[str, Tensor]:
+        """Codes ``[donors, orientations, ...]`` of every bank donor, from the cache or encoded now."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file, save_file
+
+        from anomalib_defectgan.utils.atomic import atomic_path
+
+        path = cache_dir / f"donor-codes-{self.cache_key()}.safetensors"
+        if path.is_file():
+            try:
+                return load_file(str(path))
+            except (SafetensorError, OSError):
+                pass  # a damaged cache file is simply rebuilt
+        gan, size = self.gan, self.crop_size
+        ids = [gan.classes.index(c) if c in gan.classes else 0 for c in self.bank.donor_classes]
+        z_d, l8, s_d = [], [], []
+        for index in range(len(self.bank)):
+            window, _ = self.bank.window(index, size, gan.channels)
+            views = torch.stack([o.orient(window) for o in self.orientations])
+            codes = gan.encode(views, defect_class=max(ids[index], 1))
+            z_d.append(codes.z_d.cpu())
+            l8.append(codes.l8.cpu())
+            s_d.append(codes.s_d.cpu())
+        tensors = {"z_d": torch.stack(z_d).contiguous(), "l8": torch.stack(l8).contiguous(),
+                   "s_d": torch.stack(s_d).contiguous(), "class_id": torch.tensor(ids, dtype=torch.long)}
+        try:
+            with atomic_path(path) as tmp:
+                save_file(tensors, str(tmp), metadata={"checkpoint_sha256": self.checkpoint_hash,
+                                                       "bank_sha256": self.bank.digest})
+        except OSError:
+            pass  # an unwritable cache only costs re-encoding next time
+        return tensors
+
+    def _transfer(self, canvas: Tensor, donor: Tensor, orient: Tensor) -> tuple[Tensor, Tensor]:
+        """Run the GAN on windows ``[N, C_gan, c, c]`` with the given donor and orientation indices."""
+        z_d = self.codes["z_d"][donor, orient]
+        l8 = self.codes["l8"][donor, orient]
+        s_d = self.codes["s_d"][donor, orient]
+        class_id = self.codes["class_id"][donor]
+        grade_id = self.gan.grade_ids(self.grade, len(canvas), torch.device("cpu"))
+        if self.openvino is not None:
+            image, mask = self.openvino(canvas.float().cpu(), z_d, l8, s_d, class_id, grade_id)
+            return image.to(canvas), mask.to(canvas)
+        from anomalib_defectgan.models.defect_gan.torch_model import DefectCodes
+
+        device = self.device or canvas.device
+        self.gan.to(device)
+        param = next(self.gan.parameters())
+        codes = DefectCodes(z_d.to(device), l8.to(device), s_d.to(device), torch.zeros(len(class_id), 0, device=device),
+                            class_id.to(device))
+        with torch.no_grad():
+            image, mask = self.gan.transfer(canvas.to(device=device, dtype=param.dtype), codes, defect_class=class_id,
+                                            grade=self.grade)
+        return image.to(canvas), mask.to(canvas)
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Add a defect to each image with ``probability``.
+
+        Args:
+            images: ``[C, H, W]`` or ``[B, C, H, W]`` float in [0, 1], C = 1 or 3.
+
+        Returns:
+            ``(augmented, mask)``: same shape/dtype/device as ``images``, and ``[(B,) 1, H, W]``
+            float in {0, 1}; outside the mask ``augmented`` equals ``images``. :attr:`last_info`
+            holds, per image, the donor and placement used (None where no defect was added).
+        """
+        batch, single = as_batch(images)
+        size = self.crop_size
+        height, width = batch.shape[-2:]
+        padded = batch
+        if height < size or width < size:
+            pad = (0, max(size - width, 0), 0, max(size - height, 0))
+            padded = F.pad(batch, pad, mode="replicate")
+        chosen: list[tuple[int, int, int, int, int]] = []  # image, donor, orientation, top, left
+        for i in range(batch.shape[0]):
+            if float(torch.rand(1, generator=self.rng)) < self.probability:
+                donor = self.sampler.sample(self.rng)
+                orient = int(torch.randint(len(self.orientations), (1,), generator=self.rng))
+                top = int(torch.randint(padded.shape[-2] - size + 1, (1,), generator=self.rng))
+                left = int(torch.randint(padded.shape[-1] - size + 1, (1,), generator=self.rng))
+                chosen.append((i, donor, orient, top, left))
+        augmented = batch.clone()
+        masks = torch.zeros_like(batch[:, :1])
+        self.last_info = [None] * batch.shape[0]
+        if not chosen:
+            return as_output(augmented, masks, single)
+        windows = torch.stack([padded[i, :, t:t + size, l:l + size] for i, _, _, t, l in chosen])
+        gan_windows = to_channels(windows, self.gan.channels)
+        painted, soft = self._transfer(gan_windows, torch.tensor([c[1] for c in chosen]),
+                                       torch.tensor([c[2] for c in chosen]))
+        keep = soft >= self.mask_threshold
+        if self.gan.channels == windows.shape[1]:
+            result = painted.clamp(0.0, 1.0)
+        else:  # paint the GAN's luminance change onto the input's channels
+            result = (windows + to_channels(painted - gan_windows, windows.shape[1])).clamp(0.0, 1.0)
+        result = torch.where(keep, result, windows)
+        for j, (i, donor, orient, top, left) in enumerate(chosen):
+            h, w = min(size, height - top), min(size, width - left)
+            augmented[i, :, top:top + h, left:left + w] = result[j, :, :h, :w]
+            masks[i, :, top:top + h, left:left + w] = keep[j, :, :h, :w].to(masks.dtype)
+            if masks[i].any():
+                source = self.bank.donors[donor]
+                o = self.orientations[orient]
+                self.last_info[i] = {"donor_path": source.path, "donor_mask_path": source.mask_path,
+                                     "defect_class": source.defect_class, "top": top, "left": left,
+                                     "flip_h": o.flip_h, "flip_v": o.flip_v, "rot90": o.rot90, "window": size}
+        return as_output(augmented, masks, single)

@@ -1,0 +1,126 @@
+"""The GAN's transfer graph as an OpenVINO model: export to IR and run it.
+
+The exported graph is the generator's ``TransferGraph``: ``(canvas [B, C, c, c], z_d, l8, s_d,
+class_id [B], grade_id [B]) -> (image, soft mask)`` with a dynamic batch. Donor codes still come
+from the PyTorch encoder (once, then cached), so only the per-image work runs in OpenVINO.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from anomalib_defectgan.errors import DefectGanError
+from anomalib_defectgan.utils.atomic import atomic_write_text
+
+IR_NAME = "transfer.xml"
+META_NAME = "transfer.json"
+
+
+def _example_inputs(gan: Any, batch: int = 2) -> tuple[Tensor, ...]:
+    """Inputs of the right shapes and dtypes for tracing ``gan.export_module()``."""
+    size, grid = gan.crop_size, gan.crop_size // 8
+    canvas = torch.rand(batch, gan.channels, size, size)
+    with torch.no_grad():
+        codes = gan.encode(canvas, defect_class=1)
+    class_id = torch.ones(batch, dtype=torch.long)
+    grade_id = gan.grade_ids(None, batch, torch.device("cpu")).clone()
+    assert codes.z_d.shape[-1] == grid
+    return canvas, codes.z_d.cpu(), codes.l8.cpu(), codes.s_d.cpu(), class_id, grade_id
+
+
+def _convert_logit(context: Any) -> list[Any]:
+    """``aten::logit`` (no OpenVINO rule in 2026.x) as ``log(x / (1 - x))``; inputs are pre-clamped."""
+    import openvino.opset13 as ops
+
+    x = context.get_input(0)
+    one = ops.constant(np.float32(1.0))
+    return [ops.log(ops.divide(x, ops.subtract(one, x))).output(0)]
+
+
+def convert(gan: Any) -> Any:
+    """Convert a loaded ``DefectGanGenerator``'s transfer graph to an ``openvino.Model`` (dynamic batch)."""
+    import openvino as ov
+    from openvino.frontend.pytorch import ConversionExtension
+
+    graph = gan.export_module().cpu()
+    example = _example_inputs(gan)
+    shapes = [ov.PartialShape([-1, *tensor.shape[1:]]) for tensor in example]
+    with torch.no_grad():
+        model = ov.convert_model(graph, example_input=example, input=shapes,
+                                 extension=[ConversionExtension("aten::logit", _convert_logit)])
+    return model
+
+
+def export_openvino(checkpoint: str | Path, out_dir: str | Path, fp16: bool = False) -> Path:
+    """Write ``out_dir/transfer.xml`` (+ ``.bin``) and ``out_dir/transfer.json`` for a generator.
+
+    Args:
+        checkpoint: Generator folder or file (see ``load_generator``).
+        out_dir: Output folder (created).
+        fp16: Store weights in FP16 (computation precision is the device's choice).
+
+    Returns:
+        Path of the ``.xml`` file.
+    """
+    import openvino as ov
+
+    from anomalib_defectgan.generators.defect_transfer import _file_hash, _weights_file
+    from anomalib_defectgan.models.defect_gan.inference import load_generator
+
+    gan = load_generator(checkpoint)
+    model = convert(gan)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    xml = out_dir / IR_NAME
+    # save_model writes .xml and .bin; write to temporary names and rename both, so a crash
+    # never leaves a mismatched pair.
+    tmp_xml = out_dir / f".{IR_NAME}.tmp.xml"
+    ov.save_model(model, str(tmp_xml), compress_to_fp16=fp16)
+    tmp_xml.with_suffix(".bin").replace(xml.with_suffix(".bin"))
+    tmp_xml.replace(xml)
+    meta = {"kind": "defectgan-transfer-openvino", "precision": "FP16" if fp16 else "FP32",
+            "checkpoint": str(Path(checkpoint).resolve()), "checkpoint_sha256": _file_hash(_weights_file(checkpoint)),
+            "classes": gan.classes, "grades": gan.grades, "channels": gan.channels, "crop_size": gan.crop_size,
+            "inputs": ["canvas", "z_d", "l8", "s_d", "class_id", "grade_id"], "outputs": ["image", "mask"]}
+    atomic_write_text(out_dir / META_NAME, json.dumps(meta, indent=2) + "\n")
+    return xml
+
+
+class OpenVinoTransfer:
+    """Run an exported (or in-memory converted) transfer graph on an OpenVINO device.
+
+    Args:
+        model: ``transfer.xml`` path, a folder holding it, or an ``openvino.Model``.
+        device: OpenVINO device name.
+    """
+
+    def __init__(self, model: str | Path | Any, device: str = "CPU") -> None:
+        import openvino as ov
+
+        if isinstance(model, str | Path):
+            path = Path(model)
+            path = path / IR_NAME if path.is_dir() else path
+            if not path.is_file() or not path.with_suffix(".bin").is_file():
+                raise DefectGanError(f"{path}: OpenVINO transfer model not found (write it with 'defectgan export')")
+            model = str(path)
+        self.compiled = ov.Core().compile_model(model, device)
+        self.request = self.compiled.create_infer_request()
+
+    @classmethod
+    def from_generator(cls, gan: Any, device: str = "CPU") -> OpenVinoTransfer:
+        """Convert ``gan``'s transfer graph in memory and compile it."""
+        return cls(convert(gan), device)
+
+    def __call__(self, canvas: Tensor, z_d: Tensor, l8: Tensor, s_d: Tensor, class_id: Tensor,
+                 grade_id: Tensor) -> tuple[Tensor, Tensor]:
+        """Same inputs and outputs as ``TransferGraph.forward`` (CPU tensors)."""
+        inputs = [np.ascontiguousarray(t.detach().cpu().numpy()) for t in (canvas, z_d, l8, s_d, class_id, grade_id)]
+        results = self.request.infer(inputs)
+        image, mask = (torch.from_numpy(np.array(results[out])) for out in self.compiled.outputs)
+        return image, mask

@@ -1,0 +1,139 @@
+"""DefectTransferGenerator: the Perlin contract, crop-local synthesis, the code cache, OpenVINO parity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from anomalib_defectgan.cli import main as cli
+from anomalib_defectgan.errors import DefectGanError
+from anomalib_defectgan.generators import DefectBankError, DefectTransferGenerator
+from tests.test_generators_support import make_bank, make_tiny_generator
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("transfer")
+    return {"gen": make_tiny_generator(root / "gen"), "bank": make_bank(root / "bank"), "cache": root / "cache",
+            "root": root}
+
+
+@pytest.fixture(scope="module")
+def gen(world: dict[str, Path]) -> DefectTransferGenerator:
+    return DefectTransferGenerator(world["gen"], world["bank"], probability=1.0, seed=0, cache_dir=world["cache"])
+
+
+@pytest.mark.parametrize("shape", [(1, 40, 56), (3, 40, 56), (3, 1, 64, 48), (2, 3, 20, 24), (2, 1, 96, 96)])
+def test_transfer_contract_shapes_range_dtype(gen: DefectTransferGenerator, shape: tuple[int, ...]) -> None:
+    images = torch.rand(shape, dtype=torch.float64)
+    augmented, mask = gen(images)
+    assert augmented.shape == images.shape and augmented.dtype == images.dtype
+    expected = (1, *shape[-2:]) if len(shape) == 3 else (shape[0], 1, *shape[-2:])
+    assert mask.shape == expected and mask.dtype == images.dtype
+    assert set(mask.unique().tolist()) <= {0.0, 1.0}
+    assert 0 <= augmented.min() and augmented.max() <= 1
+    assert (mask.reshape(-1, *shape[-2:]).flatten(1).amax(1) == 1).all(), "probability 1: every image painted"
+    outside = mask.expand_as(augmented) == 0 if len(shape) == 4 else (mask == 0).expand_as(augmented)
+    assert torch.equal(augmented[outside], images[outside]), "outside the mask nothing changes"
+    assert not torch.equal(augmented, images)
+
+
+def test_transfer_is_crop_local(gen: DefectTransferGenerator) -> None:
+    images = torch.rand(3, 1, 128, 160)
+    _, mask = gen(images)
+    for m in mask[:, 0]:
+        rows, cols = torch.nonzero(m.any(1)).flatten(), torch.nonzero(m.any(0)).flatten()
+        assert rows[-1] - rows[0] < gen.crop_size and cols[-1] - cols[0] < gen.crop_size
+    assert all(info["window"] == 32 for info in gen.last_info)
+
+
+def test_transfer_probability_and_seed(world: dict[str, Path]) -> None:
+    images = torch.rand(6, 1, 48, 48)
+    none = DefectTransferGenerator(world["gen"], world["bank"], probability=0.0, seed=0, cache_dir=world["cache"])
+    augmented, mask = none(images)
+    assert torch.equal(augmented, images) and not mask.any() and none.last_info == [None] * 6
+    first = DefectTransferGenerator(world["gen"], world["bank"], probability=0.6, seed=3, cache_dir=world["cache"])
+    second = DefectTransferGenerator(world["gen"], world["bank"], probability=0.6, seed=3, cache_dir=world["cache"])
+    a, b = first(images), second(images)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert first.last_info == second.last_info
+    first.reseed(4)
+    assert not torch.equal(first(images)[0], a[0]), "another seed, other defects"
+
+
+def test_transfer_classes_and_no_rotation(world: dict[str, Path]) -> None:
+    only = DefectTransferGenerator(world["gen"], world["bank"], probability=1.0, classes=["scratch"], seed=0,
+                                   cache_dir=world["cache"])
+    only(torch.rand(8, 1, 32, 32))
+    infos = [i for i in only.last_info if i is not None]
+    assert infos and {i["defect_class"] for i in infos} == {"scratch"}
+    assert all(i["rot90"] == 0 for i in infos)
+
+
+def test_donor_codes_cached_by_checkpoint_and_bank(world: dict[str, Path], tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = DefectTransferGenerator(world["gen"], world["bank"], seed=0, cache_dir=cache)
+    files = list(cache.glob("donor-codes-*.safetensors"))
+    assert len(files) == 1 and first.cache_key() in files[0].name
+    from safetensors.torch import load_file, save_file
+
+    # A second generator reads the cache instead of encoding: prove it by planting marked codes.
+    planted = {k: (v * 0 + 7 if k == "z_d" else v) for k, v in load_file(str(files[0])).items()}
+    save_file(planted, str(files[0]))
+    second = DefectTransferGenerator(world["gen"], world["bank"], seed=0, cache_dir=cache)
+    assert torch.equal(second.codes["z_d"], planted["z_d"])
+    other_bank = make_bank(tmp_path / "bank2", seed=5)
+    third = DefectTransferGenerator(world["gen"], other_bank, seed=0, cache_dir=cache)
+    assert third.cache_key() != first.cache_key() and len(list(cache.glob("donor-codes-*"))) == 2
+    other_gen = make_tiny_generator(tmp_path / "gen2", seed=1)
+    assert DefectTransferGenerator(other_gen, world["bank"], cache_dir=cache).cache_key() != first.cache_key()
+
+
+def test_transfer_bad_input(world: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(DefectGanError, match="not found"):
+        DefectTransferGenerator(world["bank"], world["bank"], cache_dir=world["cache"])
+    (tmp_path / "generator.json").write_text(json.dumps({"kind": "something-else"}))
+    (tmp_path / "generator.safetensors").write_bytes(b"x")
+    with pytest.raises(DefectGanError, match="not a DefectGan generator"):
+        DefectTransferGenerator(tmp_path, world["bank"], cache_dir=world["cache"])
+    other = make_bank(tmp_path / "bank", per_class=1)
+    (other / "scratch").rename(other / "crazing")
+    (other / "spot").rename(other / "pitting")
+    with pytest.raises(DefectBankError, match="the generator knows \\['scratch', 'spot'\\]"):
+        DefectTransferGenerator(world["gen"], other, cache_dir=world["cache"])
+
+
+def test_openvino_export_matches_pytorch(world: dict[str, Path], gen: DefectTransferGenerator) -> None:
+    from anomalib_defectgan.generators.openvino_backend import OpenVinoTransfer
+    from anomalib_defectgan.models.defect_gan.torch_model import DefectCodes
+
+    out = world["root"] / "ir"
+    assert cli(["export", "--checkpoint", str(world["gen"]), "--out", str(out)]) == 0
+    meta = json.loads((out / "transfer.json").read_text())
+    assert meta["precision"] == "FP32" and meta["crop_size"] == 32
+    ov_transfer = OpenVinoTransfer(out / "transfer.xml")
+    # The raw graph: random canvases and real donor codes, batch 5 (the IR has a dynamic batch).
+    torch.manual_seed(0)
+    canvas = torch.rand(5, 1, 32, 32)
+    donor, orient = torch.tensor([0, 1, 2, 3, 4]), torch.tensor([0, 1, 2, 3, 0])
+    z_d, l8, s_d = (gen.codes[k][donor, orient] for k in ("z_d", "l8", "s_d"))
+    class_id = gen.codes["class_id"][donor]
+    grade_id = gen.gan.grade_ids(None, 5, torch.device("cpu"))
+    ov_image, ov_mask = ov_transfer(canvas, z_d, l8, s_d, class_id, grade_id)
+    pt_image, pt_mask = gen.gan.transfer(canvas, DefectCodes(z_d, l8, s_d, torch.zeros(5, 0), class_id), class_id)
+    assert (ov_image - pt_image).abs().max() < 1e-3 and (ov_mask - pt_mask).abs().max() < 1e-3
+    # The whole generator with backend="openvino": same defects, same places.
+    ov_gen = DefectTransferGenerator(world["gen"], world["bank"], probability=1.0, seed=11, cache_dir=world["cache"],
+                                     backend="openvino", openvino_model=out / "transfer.xml")
+    gen.reseed(11)
+    images = torch.rand(4, 3, 48, 48)
+    (a, m), (b, n) = gen(images), ov_gen(images)
+    assert gen.last_info == ov_gen.last_info
+    agree = (m == n).expand_as(a)
+    assert agree.float().mean() > 0.99 and (a - b)[agree].abs().max() < 1e-3
+    assert cli(["export", "--checkpoint", str(world["gen"]), "--out", str(world["root"] / "ir16"), "--fp16"]) == 0
+    fp16 = OpenVinoTransfer(world["root"] / "ir16")
+    assert (fp16(canvas, z_d, l8, s_d, class_id, grade_id)[0] - pt_image).abs().max() < 2e-2
