@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from pathlib import Path
 
 import cv2
@@ -164,7 +165,7 @@ def _texture_stats(grade: str) -> dict[str, float]:
 def test_grades_differ_in_grey_level_mottling_grain_and_direction() -> None:
     stats = {grade: _texture_stats(grade) for grade in GRADE_NAMES}
     means = [stats[g]["mean"] for g in ("hot_rolled", "pickled", "galvanized", "cold_rolled")]
-    assert all(b - a > 15 for a, b in zip(means, means[1:])), means
+    assert all(b - a > 15 for a, b in itertools.pairwise(means)), means
     # Black mill scale mottles hot-rolled far more than the matte pickled surface.
     assert stats["hot_rolled"]["mottle"] > 2 * stats["pickled"]["mottle"]
     # Pickled has the strongest fine grain of the isotropic grades.

@@ -57,12 +57,12 @@ def main(argv: list[str]) -> int:
     images: list[np.ndarray] = []
     good, defect, encode = _Clock(), _Clock(), _Clock()
     for grade in GRADE_NAMES:
-        wall, cpu = good.time(args.count, lambda: images.extend(
+        wall, cpu = good.time(args.count, lambda grade=grade: images.extend(
             render_good(grade, args.size, args.seed, i).image for i in range(args.count)))
         print(f"  good   {grade:<16} {wall:8.1f} img/s wall  {cpu:8.1f} img/s CPU")
     for position, defect_class in enumerate(CLASSES):
         grade = GRADE_NAMES[position % len(GRADE_NAMES)]
-        wall, cpu = defect.time(args.count, lambda: images.extend(
+        wall, cpu = defect.time(args.count, lambda defect_class=defect_class, grade=grade: images.extend(
             render_defect(defect_class, args.size, args.seed, i, [grade])[0].image for i in range(args.count)))
         print(f"  defect {defect_class:<16} {wall:8.1f} img/s wall  {cpu:8.1f} img/s CPU  (on {grade})")
 

@@ -92,8 +92,8 @@ class Canvas:
         """Draw a polyline whose width (final px) and grey value (0..255) vary per segment."""
         pts = self.points(xy)
         for i in range(len(pts) - 1):
-            thickness = max(1, int(round(widths[i] * self.ss)))
-            value = int(round(values[i]))
+            thickness = max(1, round(float(widths[i]) * self.ss))
+            value = round(float(values[i]))
             if value > 0:
                 cv2.line(image, tuple(map(int, pts[i])), tuple(map(int, pts[i + 1])), value, thickness,
                          cv2.LINE_AA, _SHIFT)
@@ -220,7 +220,7 @@ def pitted_surface(rng: np.random.Generator, size: int) -> DefectLayer:
     pits = canvas.blank()
     centres = canvas.points(xy)
     for (x, y), r, d in zip(centres, radii, depths):
-        cv2.circle(pits, (int(x), int(y)), int(round(r * canvas.ss * (1 << _SHIFT))), int(255 * d), -1,
+        cv2.circle(pits, (int(x), int(y)), round(float(r) * canvas.ss * (1 << _SHIFT)), int(255 * d), -1,
                    cv2.LINE_AA, _SHIFT)
     bowl = canvas.blur(pits, 0.5)
     return canvas.finish(-1.5 * bowl, 0.45 * bowl, 0.0 * bowl)
@@ -253,7 +253,7 @@ def crazing(rng: np.random.Generator, size: int) -> DefectLayer:
     paths = ends[:, :1] + bends * along[:, None] + jitter[..., None] * normal[:, None]
     canvas = Canvas(size, tuple(np.concatenate([centre - radii, centre + radii]) + (-2, -2, 2, 2)), supersample=2)
     cracks = canvas.blank()
-    width = max(1, int(round(rng.uniform(0.5, 0.9) * px * canvas.ss)))
+    width = max(1, round(rng.uniform(0.5, 0.9) * px * canvas.ss))
     cv2.polylines(cracks, [canvas.points(path) for path in paths], False, 255, width, cv2.LINE_AA, _SHIFT)
     fade = smoothstep(1.05, 0.3, canvas.ellipse_distance(centre, radii))
     crack = canvas.blur(cracks, 0.25) * fade

@@ -111,7 +111,7 @@ def _galvanized(rng: np.random.Generator, shape: Shape) -> np.ndarray:
     offsets = rng.uniform(-18.0, 18.0, count).astype(np.float32)
     directions = rng.integers(0, _DIRECTIONS, count).astype(np.uint8)
     white = white_noise(rng, shape)
-    length = max(3, int(round(9 * size)) | 1)
+    length = max(3, round(9 * size) | 1)
     cell_direction = directions[labels]
     feather = np.zeros(shape, np.float32)
     for k, kernel in enumerate(_directional_kernels(length)):
