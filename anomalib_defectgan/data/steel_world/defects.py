@@ -200,7 +200,7 @@ def patches(rng: np.random.Generator, size: int) -> DefectLayer:
     soft = smoothstep(1.15, 0.55, canvas.ellipse_distance(centre, radii, rng.normal(0, 8)))
     blotch = smoothstep(-0.5, 0.5, canvas.noise(rng, 0.35 * radii[1]) + 1.5 * (soft - 0.5))
     alpha = soft * blotch
-    smooth = rng.uniform(0.6, 0.9) * alpha  # a patch has its own, smoother finish
+    smooth = rng.uniform(0.4, 0.75) * alpha  # a patch has its own, smoother finish
     if rng.random() < 0.75:
         return canvas.finish(0.0 * alpha, rng.uniform(0.35, 0.6) * alpha, 0.0 * alpha, smooth)
     return canvas.finish(0.0 * alpha, 0.0 * alpha, rng.uniform(0.45, 0.7) * alpha, smooth)
