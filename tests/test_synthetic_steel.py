@@ -202,7 +202,7 @@ def test_paired_instances_share_geometry_across_two_grades(tmp_path: Path) -> No
 def test_bad_arguments_give_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(DefectGanError, match=r"unknown grade 'stainless'.*known grades: hot_rolled, pickled"):
         make_synthetic_steel(tmp_path / "a", grades=["pickled", "stainless"], progress=False)
-    with pytest.raises(DefectGanError, match=r"unknown class 'dent'.*rolled-in_scale"):
+    with pytest.raises(DefectGanError, match=r"unknown class 'dent'; known classes: scratches, .*rolled-in_scale"):
         make_synthetic_steel(tmp_path / "b", classes=["dent"], progress=False)
     with pytest.raises(DefectGanError, match="at least two grades"):
         make_synthetic_steel(tmp_path / "c", paired=True, grades=["pickled"], progress=False)

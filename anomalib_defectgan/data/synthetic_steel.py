@@ -68,15 +68,15 @@ def good_split_counts(count: int) -> tuple[int, int]:
     return count - test, test
 
 
-def _check_names(given: Sequence[str] | None, known: tuple[str, ...], what: str) -> list[str]:
+def _check_names(given: Sequence[str] | None, known: tuple[str, ...], what: str, plural: str) -> list[str]:
     if given is None:
         return list(known)
     chosen = list(dict.fromkeys(given))  # drop repeats, keep order
     unknown = [name for name in chosen if name not in known]
     if unknown:
-        raise DefectGanError(f"unknown {what} {', '.join(map(repr, unknown))}; known {what}s: {', '.join(known)}")
+        raise DefectGanError(f"unknown {what} {', '.join(map(repr, unknown))}; known {plural}: {', '.join(known)}")
     if not chosen:
-        raise DefectGanError(f"no {what} selected; known {what}s: {', '.join(known)}")
+        raise DefectGanError(f"no {what} selected; known {plural}: {', '.join(known)}")
     return chosen
 
 
@@ -211,8 +211,8 @@ def make_synthetic_steel(
         DefectGanError: Unknown grade or class names, or impossible sizes/counts.
         OutputExistsError: ``out`` exists with other content and ``overwrite`` is False.
     """
-    grade_list = _check_names(grades, GRADE_NAMES, "grade")
-    class_list = _check_names(classes, CLASSES, "class")
+    grade_list = _check_names(grades, GRADE_NAMES, "grade", "grades")
+    class_list = _check_names(classes, CLASSES, "class", "classes")
     if size < MIN_SIZE:
         raise DefectGanError(f"size must be at least {MIN_SIZE} pixels, got {size}")
     if per_class < 1 or good_per_grade < 1:
