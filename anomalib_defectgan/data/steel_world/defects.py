@@ -281,7 +281,7 @@ def rolled_in_scale(rng: np.random.Generator, size: int) -> DefectLayer:
         cv2.fillPoly(body, [canvas.points(xy)], int(255 * tone), cv2.LINE_AA, _SHIFT)
     flake = canvas.blur(body, 0.3)
     rough = 0.75 + 0.25 * canvas.noise(rng, 1.0 * px)
-    return canvas.finish(0.9 * flake, rng.uniform(0.45, 0.7) * flake * rough, 0.0 * flake)
+    return canvas.finish(1.6 * flake, rng.uniform(0.45, 0.7) * flake * rough, 0.0 * flake)
 
 
 DEFECTS: dict[str, Callable[[np.random.Generator, int], DefectLayer]] = {
