@@ -92,6 +92,7 @@ class DefectTransferGenerator(nn.Module):
         cache_dir: Where donor codes are cached (None: :func:`default_cache_dir`).
         openvino_model: ``transfer.xml`` written by ``defectgan export`` (None with the openvino
             backend: the transfer graph is converted in memory at start-up).
+        openvino_threads: OpenVINO inference threads (None: its default).
 
     Example:
         >>> gen = DefectTransferGenerator("runs/gan/generator", "datasets/steel/manifest.csv", seed=0)
@@ -113,6 +114,7 @@ class DefectTransferGenerator(nn.Module):
         rotate90: bool = False,
         cache_dir: str | Path | None = None,
         openvino_model: str | Path | None = None,
+        openvino_threads: int | None = None,
     ) -> None:
         super().__init__()
         from anomalib_defectgan.models.defect_gan.inference import load_generator
@@ -150,8 +152,9 @@ class DefectTransferGenerator(nn.Module):
         if backend == "openvino":
             from anomalib_defectgan.generators.openvino_backend import OpenVinoTransfer
 
-            self.__dict__["openvino"] = (OpenVinoTransfer(openvino_model) if openvino_model is not None
-                                         else OpenVinoTransfer.from_generator(gan))
+            self.__dict__["openvino"] = (
+                OpenVinoTransfer(openvino_model, threads=openvino_threads) if openvino_model is not None
+                else OpenVinoTransfer.from_generator(gan, threads=openvino_threads))
 
     @property
     def crop_size(self) -> int:

@@ -98,9 +98,10 @@ class OpenVinoTransfer:
     Args:
         model: ``transfer.xml`` path, a folder holding it, or an ``openvino.Model``.
         device: OpenVINO device name.
+        threads: ``INFERENCE_NUM_THREADS`` (None: OpenVINO's default).
     """
 
-    def __init__(self, model: str | Path | Any, device: str = "CPU") -> None:
+    def __init__(self, model: str | Path | Any, device: str = "CPU", threads: int | None = None) -> None:
         import openvino as ov
 
         if isinstance(model, str | Path):
@@ -109,13 +110,14 @@ class OpenVinoTransfer:
             if not path.is_file() or not path.with_suffix(".bin").is_file():
                 raise DefectGanError(f"{path}: OpenVINO transfer model not found (write it with 'defectgan export')")
             model = str(path)
-        self.compiled = ov.Core().compile_model(model, device)
+        config = {"INFERENCE_NUM_THREADS": int(threads)} if threads else {}
+        self.compiled = ov.Core().compile_model(model, device, config)
         self.request = self.compiled.create_infer_request()
 
     @classmethod
-    def from_generator(cls, gan: Any, device: str = "CPU") -> OpenVinoTransfer:
+    def from_generator(cls, gan: Any, device: str = "CPU", threads: int | None = None) -> OpenVinoTransfer:
         """Convert ``gan``'s transfer graph in memory and compile it."""
-        return cls(convert(gan), device)
+        return cls(convert(gan), device, threads)
 
     def __call__(self, canvas: Tensor, z_d: Tensor, l8: Tensor, s_d: Tensor, class_id: Tensor,
                  grade_id: Tensor) -> tuple[Tensor, Tensor]:
