@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from anomalib_defectgan.data.image_io import read_image, read_mask
 from anomalib_defectgan.data.manifest import read_manifest, write_manifest
@@ -131,6 +133,16 @@ def test_mask_is_exactly_the_changed_pixels_for_every_grade_and_class(channels: 
                 (sample,) = render_defect(defect_class, 64, 3, index, [grade], channels)
                 assert sample.image.shape == (64, 64, channels) and sample.image.dtype == np.uint8
                 _assert_exact(sample.image, sample.clean, sample.mask, f"{grade}/{defect_class}/{index}")
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32), size=st.integers(32, 96), grade=st.sampled_from(GRADE_NAMES),
+       defect_class=st.sampled_from(CLASSES), index=st.integers(0, 500))
+def test_mask_exactness_holds_for_any_seed_and_size(seed: int, size: int, grade: str, defect_class: str,
+                                                     index: int) -> None:
+    (sample,) = render_defect(defect_class, size, seed, index, [grade])
+    assert sample.mask.shape == (size, size)
+    _assert_exact(sample.image, sample.clean, sample.mask, f"{grade}/{defect_class}/{seed}/{size}/{index}")
 
 
 def test_files_on_disk_are_the_renders_so_the_clean_background_is_known(dataset: tuple[Path, pd.DataFrame]) -> None:
