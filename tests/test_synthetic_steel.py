@@ -125,13 +125,13 @@ def _assert_exact(image: np.ndarray, clean: np.ndarray, mask: np.ndarray, where:
     np.testing.assert_array_equal(closed.astype(bool), mask, err_msg=where)
 
 
-@pytest.mark.parametrize("channels", [1, 3])
-def test_mask_is_exactly_the_changed_pixels_for_every_grade_and_class(channels: int) -> None:
+@pytest.mark.parametrize(("channels", "size"), [(1, 64), (3, 64), (1, 256)])
+def test_mask_is_exactly_the_changed_pixels_for_every_grade_and_class(channels: int, size: int) -> None:
     for grade in GRADE_NAMES:
         for defect_class in CLASSES:
             for index in range(2):
-                (sample,) = render_defect(defect_class, 64, 3, index, [grade], channels)
-                assert sample.image.shape == (64, 64, channels) and sample.image.dtype == np.uint8
+                (sample,) = render_defect(defect_class, size, 3, index, [grade], channels)
+                assert sample.image.shape == (size, size, channels) and sample.image.dtype == np.uint8
                 _assert_exact(sample.image, sample.clean, sample.mask, f"{grade}/{defect_class}/{index}")
 
 
