@@ -1,8 +1,8 @@
 """Defect renderers: one per class, grade-independent.
 
 A renderer draws one defect instance on a supersampled canvas covering only the defect's
-bounding box and returns three maps (relief, reflectance, bare metal); :mod:`.render` shades
-them and composites them onto any grade. The same random draws therefore give the same defect
+bounding box and returns maps of relief, reflectance, bare metal and (patches only) texture
+smoothing; :mod:`.render` composites them onto any grade. The same random draws therefore give the same defect
 geometry on every grade, which is what ``paired=True`` relies on.
 
 Coordinates are final-image pixels (x right = rolling direction, y down). Region sizes scale with
@@ -57,6 +57,7 @@ class Canvas:
 
     @property
     def box(self) -> tuple[int, int, int, int]:
+        """``(x0, y0, x1, y1)`` in final pixels, clipped to the image (x1, y1 exclusive)."""
         return self.x0, self.y0, self.x1, self.y1
 
     def points(self, xy: np.ndarray) -> np.ndarray:
@@ -75,6 +76,7 @@ class Canvas:
         return np.sqrt(u * u + v * v)
 
     def blank(self) -> np.ndarray:
+        """An empty ``uint8`` canvas to draw on with OpenCV (anti-aliasing needs 8 bits)."""
         return np.zeros(self.shape, np.uint8)
 
     def noise(self, rng: np.random.Generator, cell: float) -> np.ndarray:
