@@ -124,3 +124,32 @@ def test_bank_layouts_flat_folder_and_manifest(tmp_path: Path) -> None:
     assert from_manifest.digest == DefectBank(root).digest
     window, mask = from_manifest.window(0, 64, channels=1)
     assert window.shape == (1, 64, 64) and mask.shape == (1, 64, 64) and mask.sum() > 0
+
+
+def test_cutpaste_on_the_procedural_steel_world(tmp_path: Path) -> None:
+    from anomalib_defectgan.data import make_synthetic_steel
+    from anomalib_defectgan.data.image_io import read_image
+
+    frame = make_synthetic_steel(tmp_path / "steel", size=64, per_class=1, good_per_grade=1, seed=0, progress=False)
+    bank = DefectBank(tmp_path / "steel" / "manifest.csv")
+    assert len(bank) == (frame.label == "defect").sum() and set(bank.classes) == set(frame.defect_class) - {"good"}
+    good = frame[frame.label == "good"].image_path
+    images = torch.stack([torch.from_numpy(read_image(p, 1).copy()).permute(2, 0, 1).float() / 255 for p in good])
+    augmented, mask = CutPasteGenerator(bank, probability=1.0, seed=0)(images)
+    assert (mask.flatten(1).amax(1) == 1).all()
+    assert torch.equal(augmented[mask.expand_as(images) == 0], images[mask.expand_as(images) == 0])
+
+
+@pytest.mark.realdata
+def test_bank_from_real_sd_saliency_folder() -> None:
+    from tests.conftest import shared_dataset
+
+    images_dir = shared_dataset("sd-saliency-900") / "images"
+    bank = DefectBank(images_dir)  # masks are found in the sibling folder ../masks/<stem>.png
+    assert len(bank) > 800 and bank.classes == ["images"]
+    gen = CutPasteGenerator(bank, probability=1.0, seed=0)
+    images = torch.rand(4, 3, 200, 200)
+    augmented, mask = gen(images)
+    assert (mask.flatten(1).amax(1) == 1).all()
+    assert torch.equal(augmented[mask.expand_as(images) == 0], images[mask.expand_as(images) == 0])
+    assert all(Path(info["donor_path"]).parent == images_dir for info in gen.last_info)

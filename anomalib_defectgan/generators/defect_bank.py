@@ -165,8 +165,10 @@ class DefectBank:
         height, width = mask.shape
         top, bottom = max(rows[0] - self.margin, 0), min(rows[-1] + 1 + self.margin, height)
         left, right = max(cols[0] - self.margin, 0), min(cols[-1] + 1 + self.margin, width)
-        crop = torch.from_numpy(np.array(image[top:bottom, left:right])).permute(2, 0, 1).float() / 255.0
-        crop_mask = torch.from_numpy(np.array(mask[top:bottom, left:right])).float()[None]
+        # numpy, not torch, for these small per-file conversions: no thread-pool overhead per call
+        crop = np.ascontiguousarray(image[top:bottom, left:right].transpose(2, 0, 1), dtype=np.float32) / 255.0
+        crop_mask = mask[None, top:bottom, left:right].astype(np.float32)
+        crop, crop_mask = torch.from_numpy(crop), torch.from_numpy(crop_mask)
         return Donor(crop, crop_mask, defect_class, image_path, mask_path,
                      (int(top), int(left), int(bottom - top), int(right - left)), (height, width))
 
@@ -187,10 +189,10 @@ class DefectBank:
         """``(image [channels, h, w], mask [1, h, w])`` of every donor on ``device`` (cached)."""
         key = (channels, str(device))
         if key not in self._cache:
-            weights = torch.tensor(GREY_WEIGHTS).view(3, 1, 1)
+            weights = np.asarray(GREY_WEIGHTS, dtype=np.float32)
             self._cache[key] = [
-                ((d.image if channels == 3 else (d.image * weights).sum(0, keepdim=True)).to(device),
-                 d.mask.to(device))
+                ((d.image if channels == 3 else torch.from_numpy(np.tensordot(weights, d.image.numpy(), 1)[None]))
+                 .to(device), d.mask.to(device))
                 for d in self.donors
             ]
         return self._cache[key]
