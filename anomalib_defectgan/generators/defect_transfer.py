@@ -266,11 +266,12 @@ class DefectTransferGenerator(nn.Module):
         else:  # paint the GAN's luminance change onto the input's channels
             result = (windows + to_channels(painted - gan_windows, windows.shape[1])).clamp(0.0, 1.0)
         result = torch.where(keep, result, windows)
+        painted_any = [bool(k) for k in keep[:, :, :height, :width].flatten(1).any(1)]
         for j, (i, donor, orient, top, left) in enumerate(chosen):
             h, w = min(size, height - top), min(size, width - left)
             augmented[i, :, top:top + h, left:left + w] = result[j, :, :h, :w]
             masks[i, :, top:top + h, left:left + w] = keep[j, :, :h, :w].to(masks.dtype)
-            if masks[i].any():
+            if painted_any[j]:
                 source = self.bank.donors[donor]
                 o = self.orientations[orient]
                 self.last_info[i] = {"donor_path": source.path, "donor_mask_path": source.mask_path,
