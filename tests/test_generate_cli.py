@@ -42,6 +42,10 @@ def test_generate_writes_a_folder_that_anomalib_loads(inputs: tuple[Path, Path],
         mask = read_mask(mask_path, shape=read_image(image_path).shape[:2])
         assert mask.any()
     assert (out / "contact_sheet.png").is_file()
+    from anomalib_defectgan.generators import DefectBank
+
+    assert DefectBank(out).classes == ["spot"] and len(DefectBank(out)) == 6, "the output is a defect bank"
+    assert len(DefectBank(out / "defect")) == 6, "masks found in the Folder layout's sibling masks/"
 
     datamodule = Folder(name="x", root=out, normal_dir="good", abnormal_dir="defect", mask_dir="masks",
                         train_batch_size=2, eval_batch_size=2, num_workers=0, val_split_mode="same_as_test")
