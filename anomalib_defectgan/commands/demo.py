@@ -1,0 +1,124 @@
+"""``defectgan demo``: the product's promise, end to end, on the procedural steel world.
+
+1. render the steel world (several grades; one grade is new: its defects are for testing only);
+2. train the defect-transfer GAN on the other grades' defects;
+3. paint defects onto the new grade's good images (``defectgan generate``);
+4. train DefectClassifier through anomalib's Engine four times (no synthetic defects, Perlin,
+   CutPaste, DefectGAN) and test each on the new grade's real defects;
+5. export the best to OpenVINO and check it against PyTorch;
+6. write ``report.md``, ``report.json`` and PNG figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from anomalib_defectgan.benchmark.classifier_run import ClassifierSettings
+from anomalib_defectgan.benchmark.export_check import export_and_compare
+from anomalib_defectgan.benchmark.figures import error_bars, roc_figure, sample_grid
+from anomalib_defectgan.benchmark.new_grade import REPO_CONFIGS, prepare_dataset, run_benchmark
+from anomalib_defectgan.benchmark.results_table import summarize
+from anomalib_defectgan.data.manifest import read_manifest
+from anomalib_defectgan.utils.atomic import atomic_write_text
+
+NEW_GRADE = "pickled"
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # Test-sized: a few minutes on 2 CPU cores. Numbers mean nothing at this size.
+    "smoke": dict(size=64, per_class=2, good_per_grade=8, gan_config="tiny.yaml", gan_steps=20, image_size=64,
+                  epochs=1, batch_size=8, seeds=[0], samples=4),
+    # About 15 minutes on 2 CPU cores.
+    "quick": dict(size=128, per_class=10, good_per_grade=30, gan_config="cpu.yaml", gan_steps=None, image_size=128,
+                  epochs=4, batch_size=16, seeds=[0], samples=8),
+    # Sized for a GPU.
+    "full": dict(size=256, per_class=40, good_per_grade=120, gan_config="steel_256.yaml", gan_steps=None,
+                 image_size=256, epochs=20, batch_size=32, seeds=[0, 1, 2], samples=12),
+}
+
+
+def _generate_samples(out: Path, data: Path, generator_dir: Path, donors: Path, count: int, seed: int) -> list[dict]:
+    from anomalib_defectgan.commands import generate
+
+    normal_dir = data.parent / NEW_GRADE / "train" / "good"
+    target = out / "generated"
+    generate.main(["--normal-dir", str(normal_dir), "--defect-bank", str(donors), "--num", str(count),
+                   "--out", str(target), "--checkpoint", str(generator_dir), "--generator", "defectgan",
+                   "--seed", str(seed), "--grade", NEW_GRADE, "--overwrite", "--no-progress"])
+    frame = read_manifest(target / "manifest.csv")
+    defects = frame[frame["label"] == "defect"]
+    return [{"donor": row.get("donor_path", ""), "canvas": row.get("normal_path", ""), "output": row["image_path"],
+             "mask": row["mask_path"]} for _, row in defects.iterrows()]
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def run_demo(out: Path, profile: str) -> dict[str, Any]:
+    """Run the demo; return the report dictionary (also written to ``out/report.json``)."""
+    settings_of = PROFILES[profile]
+    started = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"[1/6] procedural steel world -> {out / 'data'}", flush=True)
+    data = prepare_dataset("steel-world", out, None, None, settings_of["size"], settings_of["per_class"],
+                           settings_of["good_per_grade"], seed=0)
+    settings = ClassifierSettings(image_size=settings_of["image_size"], max_epochs=settings_of["epochs"],
+                                  batch_size=settings_of["batch_size"])
+    print("[2/6]+[4/6] GAN, then DefectClassifier x 4 arms (none, perlin, cutpaste, defectgan)", flush=True)
+    results = run_benchmark(data, NEW_GRADE, out / "benchmark", ["none", "perlin", "cutpaste", "defectgan"],
+                            settings_of["seeds"], settings, str(REPO_CONFIGS / "defect_gan" / settings_of["gan_config"]),
+                            settings_of["gan_steps"])
+    arm_results = results.pop("arm_results")
+    generator_dir = Path(results["generator_dir"])
+    print("[3/6] synthetic defects on the new grade (defectgan generate)", flush=True)
+    samples = _generate_samples(out, data, generator_dir, out / "benchmark" / "donors" / "manifest.csv",
+                                settings_of["samples"], seed=0)
+    figures = {
+        "samples": str(sample_grid(samples, out / "figures" / "samples.png")),
+        "roc": str(roc_figure({arm: (r.labels, r.scores) for arm, r in arm_results.items()}, out / "figures" / "roc.png")),
+        "errors": str(error_bars(summarize(pd.read_csv(out / "benchmark" / "runs.csv")), out / "figures" / "errors.png")),
+    }
+    summary = results["summary"]
+    best = min(summary, key=lambda arm: (summary[arm]["error"], -(summary[arm]["auroc"] or 0)))
+    print(f"[5/6] export the best arm ({best}) to OpenVINO and compare with PyTorch", flush=True)
+    chosen = arm_results[best]
+    parity = export_and_compare(chosen.engine, chosen.model, chosen.image_paths, out / "export")
+    report = {"profile": profile, "new_grade": NEW_GRADE, "best_arm": best, "openvino": parity, "figures": figures,
+              "benchmark": results, "seconds": time.perf_counter() - started}
+    atomic_write_text(out / "report.json", json.dumps(_finite(report), indent=2))
+    table = (out / "benchmark" / "results.md").read_text().split("\n", 2)[2]
+    atomic_write_text(out / "report.md", "\n".join([
+        f"# defectgan demo ({profile})", "",
+        f"Grade `{NEW_GRADE}` is new: DefectClassifier never sees its real defects in training and is tested on them.",
+        "", table, "",
+        f"Best arm: **{best}**. OpenVINO FP32 vs PyTorch on {parity['images']} test images: max |score difference| "
+        f"{parity['max_abs_score_diff']:.2e}, label agreement {parity['label_agreement']:.1%}.", "",
+        "![samples](figures/samples.png) ![roc](figures/roc.png) ![errors](figures/errors.png)", "",
+        f"Total time: {report['seconds'] / 60:.1f} min.",
+    ]) + "\n")
+    print(f"[6/6] report: {out / 'report.md'}", flush=True)
+    return report
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of ``defectgan demo``."""
+    parser = argparse.ArgumentParser(prog="defectgan demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="results/demo")
+    parser.add_argument("--profile", default="quick", choices=list(PROFILES))
+    args = parser.parse_args(argv)
+    run_demo(Path(args.out), args.profile)
+    return 0
