@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.test_generators_support import make_bank
 
 from anomalib_defectgan.generators import CutPasteGenerator, DefectBank, DefectBankError
+from tests.test_generators_support import make_bank
 
 
 @pytest.fixture(scope="module")

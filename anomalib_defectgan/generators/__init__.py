@@ -13,5 +13,5 @@ _EXPORTS = {
     "DefectBank": "anomalib_defectgan.generators.defect_bank",
     "DefectBankError": "anomalib_defectgan.generators.defect_bank",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = ["CutPasteGenerator", "DefectBank", "DefectBankError", "DefectTransferGenerator"]
 __getattr__ = lazy_getattr(__name__, _EXPORTS)
