@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from anomalib_defectgan.benchmark.new_grade_protocol import arm_manifest, new_grade_split
@@ -41,3 +42,27 @@ def test_few_shot_donors_and_bad_input(frame) -> None:
         new_grade_split(frame, "blue")
     with pytest.raises(DefectGanError, match="unknown arm"):
         arm_manifest(split, "gaussian")
+
+
+def test_few_shot_patches_hold_out_whole_images(tmp_path: Path) -> None:
+    from anomalib_defectgan.benchmark.few_shot_patches import clean_windows, few_shot_patch_split
+    from anomalib_defectgan.data.image_io import read_mask
+
+    frame = read_manifest(write_blob_dataset(tmp_path / "d", size=48, per_class=5, goods=2))
+    split = few_shot_patch_split(frame, tmp_path / "patches", patch=16, test_per_class=2, shots=1, seed=0)
+    assert split.donors.groupby("defect_class").size().tolist() == [1, 1], "one shot per class"
+    assert split.test.groupby("label").size()["defect"] == 4, "test_per_class images of each class"
+    test_origins = set(split.test["origin_path"])
+    assert test_origins.isdisjoint(split.donors["origin_path"]) and test_origins.isdisjoint(split.train_goods["origin_path"])
+    for _, row in pd.concat([split.test, split.train_goods, split.donors]).iterrows():
+        if row["label"] == "defect":
+            assert read_mask(row["mask_path"]).any(), "defect patches contain their defect"
+        else:
+            assert row["mask_path"] == ""
+    import numpy as np
+
+    mask = np.zeros((20, 20), bool)
+    mask[5, 5] = True
+    corners = clean_windows(mask, 8)
+    assert len(corners) and all(not mask[y:y + 8, x:x + 8].any() for y, x in corners)
+    assert [6, 6] in corners.tolist() and [0, 0] not in corners.tolist()

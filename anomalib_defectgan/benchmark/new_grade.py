@@ -8,7 +8,9 @@ benchmark (not per seed) on the other grades' defects and every grade's good ima
 relative error reduction of DefectGAN vs ``none`` and vs the best of Perlin / CutPaste).
 
 Datasets: ``steel-world`` (rendered here), ``aitex`` (leave-one-fabric-out, imported from
-``--root``), or ``manifest`` (your own: ``--manifest M --new-grade G``).
+``--root``), ``sd-saliency`` (real steel, few-shot patch protocol:
+:mod:`~anomalib_defectgan.benchmark.few_shot_patches`), or ``manifest`` (your own:
+``--manifest M --new-grade G``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from anomalib_defectgan.utils.atomic import atomic_write_text
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_NEW_GRADE = {"steel-world": "pickled", "aitex": "fabric_03"}
+SHARED_FOLDERS = {"aitex": "aitex", "sd-saliency": "sd-saliency-900"}
 
 
 def prepare_dataset(kind: str, out: Path, root: str | None, manifest: str | None, size: int, per_class: int,
@@ -50,23 +53,26 @@ def prepare_dataset(kind: str, out: Path, root: str | None, manifest: str | None
         from anomalib_defectgan.data.synthetic_steel import make_synthetic_steel
 
         make_synthetic_steel(target, size=size, per_class=per_class, good_per_grade=good_per_grade, seed=seed)
-    elif kind == "aitex":
-        from anomalib_defectgan.data.datasets import aitex
+    elif kind in SHARED_FOLDERS:
+        from anomalib_defectgan.data.datasets import aitex, sd_saliency
 
-        source = Path(root or Path(__file__).resolve().parents[3] / "shared" / "datasets" / "aitex")
+        source = Path(root or Path(__file__).resolve().parents[3] / "shared" / "datasets" / SHARED_FOLDERS[kind])
         if not source.is_dir():
-            raise DefectGanError(f"AITEX not found at {source}; pass --root")
-        aitex.to_manifest(source, target)
+            raise DefectGanError(f"{kind} not found at {source}; pass --root")
+        (aitex if kind == "aitex" else sd_saliency).to_manifest(source, target)
     else:
         raise DefectGanError(f"unknown dataset {kind!r}; known: steel-world, aitex, manifest")
     return target / "manifest.csv"
 
 
-def gan_manifest(frame: pd.DataFrame, split: NewGradeSplit) -> pd.DataFrame:
-    """What the GAN may see: the donors and every grade's good training images (never a test row)."""
-    held_out = set(split.test["image_path"]) | set(split.val["image_path"])
-    goods = frame[(frame["label"] == "good") & ~frame["image_path"].isin(held_out) & (frame["split"] != "test")]
-    return pd.concat([split.donors, goods]).assign(split="train").drop_duplicates("image_path")
+def gan_manifest(frame: pd.DataFrame | None, split: NewGradeSplit) -> pd.DataFrame:
+    """What the GAN may see: the donors, the new grade's good training images and the other grades'
+    good training images (never a validation or test row)."""
+    parts = [split.donors, split.train_goods]
+    if frame is not None:
+        held_out = set(split.test["image_path"]) | set(split.val["image_path"])
+        parts.append(frame[(frame["label"] == "good") & ~frame["image_path"].isin(held_out) & (frame["split"] != "test")])
+    return pd.concat(parts).assign(split="train").drop_duplicates("image_path")
 
 
 def fit_gan(manifest: Path, config: str, out: Path, max_steps: int | None, extra: list[str]) -> Path:
@@ -103,19 +109,30 @@ def make_generator(arm: str, donors: Path, generator_dir: Path | None, seed: int
     return DefectTransferGenerator(generator_dir, donors, probability=1.0, seed=seed)
 
 
-def run_benchmark(manifest: Path, new_grade: str, out: Path, arms: list[str], seeds: list[int],
+def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], seeds: list[int],
                   settings: ClassifierSettings, gan_config: str, gan_steps: int | None,
-                  generator_dir: Path | None = None, donor_shots: int | None = None,
+                  generator_dir: Path | None = None, frame: pd.DataFrame | None = None,
                   gan_args: list[str] | None = None) -> dict[str, Any]:
     """Run every arm for every seed; write runs.csv, results.md and results.json under ``out``.
+
+    Args:
+        split: The protocol's rows (:func:`new_grade_split` or :func:`few_shot_patch_split`).
+        title: What is tested (the new grade's name, or the protocol's).
+        out: Output folder.
+        arms: Arms to run.
+        seeds: Classifier seeds (the GAN is trained once).
+        settings: Classifier settings.
+        gan_config: ``defectgan fit`` config for the ``defectgan`` arm.
+        gan_steps: Override of the GAN config's ``max_steps``.
+        generator_dir: A trained generator folder; skips GAN training.
+        frame: The whole manifest; its other grades' good images become extra GAN canvases.
+        gan_args: Extra ``defectgan fit`` arguments.
 
     Returns:
         The results dictionary written to ``results.json`` (plus ``arm_results``, the last seed's
         :class:`ArmResult` per arm, not serialised).
     """
     out.mkdir(parents=True, exist_ok=True)
-    frame = read_manifest(manifest)
-    split = new_grade_split(frame, new_grade, donor_shots=donor_shots, seed=seeds[0])
     donors = write_manifest(split.donors, out / "donors" / "manifest.csv")
     if "defectgan" in arms and generator_dir is None:
         gan_data = write_manifest(gan_manifest(frame, split), out / "gan_data" / "manifest.csv")
@@ -129,7 +146,7 @@ def run_benchmark(manifest: Path, new_grade: str, out: Path, arms: list[str], se
             path = write_manifest(arm_manifest(split, arm), arm_dir / "manifest.csv")
             started = time.perf_counter()
             result: ArmResult = train_and_test(path, make_generator(arm, donors, generator_dir, seed), settings, seed,
-                                               arm_dir / "anomalib", name=f"{new_grade}_{arm}")
+                                               arm_dir / "anomalib", name=f"{title}_{arm}")
             rows.append({"arm": arm, "seed": seed, **result.metrics, "seconds": time.perf_counter() - started})
             print(f"[{arm} seed {seed}] " + ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items()), flush=True)
             last[arm] = result
@@ -139,8 +156,7 @@ def run_benchmark(manifest: Path, new_grade: str, out: Path, arms: list[str], se
     found = reductions(summary, "defectgan", "none", ["perlin", "cutpaste"]) if {"defectgan", "none"} <= set(arms) else {}
     table = format_table(summary)
     results = {
-        "new_grade": new_grade,
-        "manifest": str(manifest),
+        "tested_on": title,
         "seeds": seeds,
         "settings": asdict(settings),
         "generator_dir": str(generator_dir) if generator_dir else None,
@@ -151,9 +167,9 @@ def run_benchmark(manifest: Path, new_grade: str, out: Path, arms: list[str], se
                     for arm in summary.index},
         "relative_error_reduction": found,
     }
-    lines = [f"# New-grade benchmark: {new_grade}", "", f"Manifest `{manifest}`; seeds {seeds}; "
+    lines = [f"# New-grade benchmark: {title}", "", f"Seeds {seeds}; "
              f"{results['test_images']} test images ({results['test_defects']} real defects); "
-             f"{results['donors']} donor defects from other grades.", "", table, ""]
+             f"{results['donors']} real donor defects.", "", table, ""]
     if found:
         lines.append(f"Relative error reduction of DefectGAN: vs none {found['vs_none']:+.1%}, vs best baseline "
                      f"({found['best_baseline']}) {found['vs_best_baseline']:+.1%}.")
@@ -178,7 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     """Command-line options."""
     parser = argparse.ArgumentParser(prog="defectgan benchmark new-grade", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="steel-world", choices=["steel-world", "aitex", "manifest"])
+    parser.add_argument("--dataset", default="steel-world", choices=["steel-world", "aitex", "sd-saliency", "manifest"])
+    parser.add_argument("--protocol", choices=["new-grade", "few-shot"],
+                        help="new-grade (default; few-shot for sd-saliency): see the module docs")
+    parser.add_argument("--patch", type=int, default=128, help="few-shot: patch size")
+    parser.add_argument("--test-per-class", type=int, default=100, help="few-shot: held-out images per class")
+    parser.add_argument("--shots", type=int, default=10, help="few-shot: real defect images per class for training")
     parser.add_argument("--manifest", help="your manifest (with --dataset manifest)")
     parser.add_argument("--root", help="source folder of an imported dataset (aitex)")
     parser.add_argument("--new-grade", help="grade treated as new (default: pickled / fabric_03)")
@@ -207,11 +228,21 @@ def main(argv: list[str]) -> int:
     out = Path(args.out)
     manifest = prepare_dataset(args.dataset, out, args.root, args.manifest, args.size, args.per_class,
                                args.good_per_grade, args.data_seed)
-    new_grade = args.new_grade or DEFAULT_NEW_GRADE.get(args.dataset)
-    if not new_grade:
-        raise DefectGanError("--new-grade is required with --dataset manifest")
+    frame = read_manifest(manifest)
+    protocol = args.protocol or ("few-shot" if args.dataset == "sd-saliency" else "new-grade")
+    if protocol == "few-shot":
+        from anomalib_defectgan.benchmark.few_shot_patches import few_shot_patch_split
+
+        split = few_shot_patch_split(frame, out / "patches", args.patch, args.test_per_class, args.shots,
+                                     seed=args.data_seed)
+        title, frame = f"few-shot {args.shots} per class", None
+    else:
+        title = args.new_grade or DEFAULT_NEW_GRADE.get(args.dataset)
+        if not title:
+            raise DefectGanError("--new-grade is required with --dataset manifest")
+        split = new_grade_split(frame, title, donor_shots=args.donor_shots, seed=args.data_seed)
     settings = ClassifierSettings(backbone=args.backbone, image_size=args.image_size, max_epochs=args.epochs,
                                   batch_size=args.batch_size, synthetic_ratio=args.synthetic_ratio)
-    run_benchmark(manifest, new_grade, out, args.arms, args.seeds, settings, args.gan_config, args.gan_steps,
-                  Path(args.generator) if args.generator else None, args.donor_shots)
+    run_benchmark(split, title, out, args.arms, args.seeds, settings, args.gan_config, args.gan_steps,
+                  Path(args.generator) if args.generator else None, frame)
     return 0

@@ -24,6 +24,7 @@ from anomalib_defectgan.benchmark.classifier_run import ClassifierSettings
 from anomalib_defectgan.benchmark.export_check import export_and_compare
 from anomalib_defectgan.benchmark.figures import error_bars, roc_figure, sample_grid
 from anomalib_defectgan.benchmark.new_grade import REPO_CONFIGS, prepare_dataset, run_benchmark
+from anomalib_defectgan.benchmark.new_grade_protocol import new_grade_split
 from anomalib_defectgan.benchmark.results_table import summarize
 from anomalib_defectgan.data.manifest import read_manifest
 from anomalib_defectgan.utils.atomic import atomic_write_text
@@ -78,9 +79,11 @@ def run_demo(out: Path, profile: str) -> dict[str, Any]:
     settings = ClassifierSettings(image_size=settings_of["image_size"], max_epochs=settings_of["epochs"],
                                   batch_size=settings_of["batch_size"])
     print("[2/6]+[4/6] GAN, then DefectClassifier x 4 arms (none, perlin, cutpaste, defectgan)", flush=True)
-    results = run_benchmark(data, NEW_GRADE, out / "benchmark", ["none", "perlin", "cutpaste", "defectgan"],
-                            settings_of["seeds"], settings, str(REPO_CONFIGS / "defect_gan" / settings_of["gan_config"]),
-                            settings_of["gan_steps"])
+    frame = read_manifest(data)
+    results = run_benchmark(new_grade_split(frame, NEW_GRADE), NEW_GRADE, out / "benchmark",
+                            ["none", "perlin", "cutpaste", "defectgan"], settings_of["seeds"], settings,
+                            str(REPO_CONFIGS / "defect_gan" / settings_of["gan_config"]), settings_of["gan_steps"],
+                            frame=frame)
     arm_results = results.pop("arm_results")
     generator_dir = Path(results["generator_dir"])
     print("[3/6] synthetic defects on the new grade (defectgan generate)", flush=True)
