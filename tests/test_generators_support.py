@@ -59,8 +59,12 @@ def make_tiny_generator(root: Path, classes: tuple[str, ...] = ("scratch", "spot
     from anomalib_defectgan.models.defect_gan import DefectGanNet
     from anomalib_defectgan.models.defect_gan.inference import save_generator
 
+    import inspect
+
     torch.manual_seed(seed)
     config = {"channels": channels, "num_classes": len(classes) + 1, "num_grades": 1, "base_channels": 8,
               "max_channels": 16, "mask_bias": 1.0}
+    if "canvas_skip" in inspect.signature(DefectGanNet).parameters:
+        config["canvas_skip"] = True  # exercises aten::logit, which the OpenVINO export has to convert
     save_generator(DefectGanNet(**config), config, ["good", *classes], ["known"], crop_size, root)
     return root
