@@ -27,6 +27,7 @@ class ClassifierSettings:
     max_epochs: int = 5
     batch_size: int = 16
     synthetic_ratio: float = 0.5
+    synthetic_val: bool = True
     lr: float = 1e-3
     accelerator: str = "auto"
     progress: bool = True
@@ -92,7 +93,8 @@ def train_and_test(manifest: str | Path, generator: Callable | None, settings: C
                                 eval_batch_size=settings.batch_size, seed=seed)
     if generator is not None:
         datamodule = DefectAugmented(datamodule=datamodule, generator=generator,
-                                     synthetic_ratio=settings.synthetic_ratio, seed=seed)
+                                     synthetic_ratio=settings.synthetic_ratio,
+                                     synthetic_val=settings.synthetic_val, seed=seed)
     model = DefectClassifier(backbone=settings.backbone, image_size=settings.image_size, lr=settings.lr,
                              visualizer=False, **settings.extra)
     engine = Engine(default_root_dir=str(work_dir), max_epochs=settings.max_epochs, accelerator=settings.accelerator,

@@ -25,6 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from anomalib_defectgan.benchmark.classifier_run import ArmResult, ClassifierSettings, train_and_test
@@ -112,7 +113,7 @@ def make_generator(arm: str, donors: Path, generator_dir: Path | None, seed: int
 def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], seeds: list[int],
                   settings: ClassifierSettings, gan_config: str, gan_steps: int | None,
                   generator_dir: Path | None = None, frame: pd.DataFrame | None = None,
-                  gan_args: list[str] | None = None) -> dict[str, Any]:
+                  gan_args: list[str] | None = None, resume: bool = True) -> dict[str, Any]:
     """Run every arm for every seed; write runs.csv, results.md and results.json under ``out``.
 
     Args:
@@ -127,6 +128,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         generator_dir: A trained generator folder; skips GAN training.
         frame: The whole manifest; its other grades' good images become extra GAN canvases.
         gan_args: Extra ``defectgan fit`` arguments.
+        resume: Reuse finished runs (``runs/<arm>_seed<k>/result.json``) instead of training again.
 
     Returns:
         The results dictionary written to ``results.json`` (plus ``arm_results``, the last seed's
@@ -143,11 +145,24 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
     for seed in seeds:
         for arm in arms:
             arm_dir = out / "runs" / f"{arm}_seed{seed}"
-            path = write_manifest(arm_manifest(split, arm), arm_dir / "manifest.csv")
-            started = time.perf_counter()
-            result: ArmResult = train_and_test(path, make_generator(arm, donors, generator_dir, seed), settings, seed,
-                                               arm_dir / "anomalib", name=f"{title}_{arm}")
-            rows.append({"arm": arm, "seed": seed, **result.metrics, "seconds": time.perf_counter() - started})
+            finished = arm_dir / "result.json"
+            if resume and finished.is_file():
+                saved = json.loads(finished.read_text())
+                metrics = {k: float("nan") if v is None else v for k, v in saved["metrics"].items()}
+                result = ArmResult(metrics, np.array(saved["labels"]), np.array(saved["scores"]),
+                                   np.array(saved["predicted"]), saved["image_paths"])
+                seconds = saved["seconds"]
+                print(f"[{arm} seed {seed}] already done ({finished})", flush=True)
+            else:
+                path = write_manifest(arm_manifest(split, arm), arm_dir / "manifest.csv")
+                started = time.perf_counter()
+                result = train_and_test(path, make_generator(arm, donors, generator_dir, seed), settings, seed,
+                                        arm_dir / "anomalib", name=f"{title}_{arm}")
+                seconds = time.perf_counter() - started
+                atomic_write_text(finished, json.dumps(_finite_or_null({
+                    "metrics": result.metrics, "labels": result.labels.tolist(), "scores": result.scores.tolist(),
+                    "predicted": result.predicted.tolist(), "image_paths": result.image_paths, "seconds": seconds})))
+            rows.append({"arm": arm, "seed": seed, **result.metrics, "seconds": seconds})
             print(f"[{arm} seed {seed}] " + ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items()), flush=True)
             last[arm] = result
     runs = pd.DataFrame(rows)

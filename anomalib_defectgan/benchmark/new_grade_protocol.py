@@ -1,13 +1,17 @@
 """The new-grade protocol: which manifest rows each arm trains, validates and tests on.
 
 A grade is "new" when it has good images but no defect images yet. Its real defects are used
-for testing only. Every arm trains on the new grade's good training images and validates on its
-good validation images plus the other grades' validation defects (the same for all arms, so the
-anomalib threshold is chosen the same way); arms differ only in where training defects come from:
+for testing only. Every arm trains on the new grade's good training images; arms differ in where
+training defects come from:
 
 * ``none``: the other grades' real training defects, as they are;
 * ``perlin`` / ``cutpaste`` / ``defectgan``: synthetic defects painted on the new grade's good
   training images by that generator (donors: the other grades' training defects).
+
+Validation (where anomalib picks the decision threshold) is what a plant has for a new grade:
+the ``none`` arm validates on the new grade's good validation images plus the other grades' real
+validation defects; a generator arm by default paints its synthetic defects on those good
+validation images instead (``ClassifierSettings.synthetic_val``).
 """
 
 from __future__ import annotations
