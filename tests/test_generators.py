@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from anomalib_defectgan.generators import CutPasteGenerator, DefectBank, DefectBankError
 from tests.test_generators_support import make_bank
@@ -153,3 +155,23 @@ def test_bank_from_real_sd_saliency_folder() -> None:
     assert (mask.flatten(1).amax(1) == 1).all()
     assert torch.equal(augmented[mask.expand_as(images) == 0], images[mask.expand_as(images) == 0])
     assert all(Path(info["donor_path"]).parent == images_dir for info in gen.last_info)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(channels=st.sampled_from([1, 3]), height=st.integers(4, 80), width=st.integers(4, 80),
+       batch=st.integers(1, 3), probability=st.sampled_from([0.0, 0.5, 1.0]), seed=st.integers(0, 10_000),
+       blend=st.sampled_from(["feather", "none"]), rotate90=st.booleans())
+def test_cutpaste_contract_property(bank: DefectBank, channels: int, height: int, width: int, batch: int,
+                                    probability: float, seed: int, blend: str, rotate90: bool) -> None:
+    """Any size (also smaller than the donors), any channel count: the contract holds."""
+    images = torch.rand(batch, channels, height, width, generator=torch.Generator().manual_seed(seed))
+    gen = CutPasteGenerator(bank, probability=probability, seed=seed, blend=blend, rotate90=rotate90)
+    augmented, mask = gen(images)
+    assert augmented.shape == images.shape and mask.shape == (batch, 1, height, width)
+    assert set(mask.unique().tolist()) <= {0.0, 1.0} and 0 <= augmented.min() and augmented.max() <= 1
+    outside = mask.expand_as(images) == 0
+    assert torch.equal(augmented[outside], images[outside])
+    for info, m in zip(gen.last_info, mask, strict=True):
+        assert (info is None) == (not m.any())
+    if probability == 0.0:
+        assert not mask.any()

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from anomalib_defectgan.cli import main as cli
 from anomalib_defectgan.errors import DefectGanError
@@ -137,3 +139,24 @@ def test_openvino_export_matches_pytorch(world: dict[str, Path], gen: DefectTran
     assert cli(["export", "--checkpoint", str(world["gen"]), "--out", str(world["root"] / "ir16"), "--fp16"]) == 0
     fp16 = OpenVinoTransfer(world["root"] / "ir16")
     assert (fp16(canvas, z_d, l8, s_d, class_id, grade_id)[0] - pt_image).abs().max() < 2e-2
+
+
+@settings(max_examples=15, deadline=None)
+@given(channels=st.sampled_from([1, 3]), height=st.integers(4, 70), width=st.integers(4, 70),
+       batch=st.integers(1, 3), probability=st.sampled_from([0.0, 0.5, 1.0]), seed=st.integers(0, 10_000))
+def test_transfer_contract_property(gen: DefectTransferGenerator, channels: int, height: int, width: int,
+                                    batch: int, probability: float, seed: int) -> None:
+    """Any image size (smaller than the window, not a multiple of 8) and channel count."""
+    images = torch.rand(batch, channels, height, width, generator=torch.Generator().manual_seed(seed))
+    gen.probability = probability
+    gen.reseed(seed)
+    try:
+        augmented, mask = gen(images)
+    finally:
+        gen.probability = 1.0
+    assert augmented.shape == images.shape and mask.shape == (batch, 1, height, width)
+    assert set(mask.unique().tolist()) <= {0.0, 1.0} and 0 <= augmented.min() and augmented.max() <= 1
+    outside = mask.expand_as(images) == 0
+    assert torch.equal(augmented[outside], images[outside])
+    for info, m in zip(gen.last_info, mask, strict=True):
+        assert (info is None) == (not m.any())

@@ -87,8 +87,10 @@ class CutPasteGenerator(nn.Module):
         if self.blend == "none" or self.feather <= 0:
             return mask
         radius = max(1, math.ceil(2 * self.feather))
-        halo = tvf.gaussian_blur(mask[None], [2 * radius + 1] * 2, [self.feather] * 2)[0]
-        return torch.maximum(mask, halo)
+        # Zero padding first: the halo must not reflect at the crop border, and tiny crops need it.
+        padded = torch.nn.functional.pad(mask[None], [radius] * 4)
+        halo = tvf.gaussian_blur(padded, [2 * radius + 1] * 2, [self.feather] * 2)[0]
+        return torch.maximum(mask, halo[:, radius:-radius, radius:-radius])
 
     def _paint(self, donor: Tensor, mask: Tensor, target: Tensor) -> Tensor:
         if not self.match_brightness:
