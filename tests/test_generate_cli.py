@@ -96,6 +96,9 @@ def test_generate_rerun_skips_and_checks_settings(inputs: tuple[Path, Path], tmp
     assert "different seed" in capsys.readouterr().err
     assert cli(_args(normals, bank, out, 4, "--seed", "5", "--overwrite")) == 0
     assert len(read_manifest(out)) == 4 + 3
+    make_normals(normals, count=4, size=40)  # one more good image: the item names would shift
+    assert cli(_args(normals, bank, out, 4, "--seed", "5")) == 2
+    assert "different normal_files" in capsys.readouterr().err
 
 
 def test_generate_unreadable_images_skipped_or_strict(inputs: tuple[Path, Path], tmp_path: Path,

@@ -17,6 +17,7 @@ finished items and an interrupted run resumes cleanly; ``--overwrite`` starts ag
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import sys
@@ -185,7 +186,10 @@ def main(argv: list[str]) -> int:
     settings = {"normal_dir": str(args.normal_dir.resolve()), "defect_bank": str(args.defect_bank.resolve()),
                 "checkpoint": str(args.checkpoint.resolve()) if args.checkpoint else "", "generator": args.generator,
                 "classes": args.classes, "class_weights": args.class_weights, "seed": args.seed, "num": args.num,
-                "channels": channels, "grade": grade, "split": args.split}
+                "channels": channels, "grade": grade, "split": args.split,
+                # items are named after the good images they use: a changed folder must not resume
+                "normal_files": hashlib.sha256("\n".join(f"{p.name}:{p.stat().st_size}" for p in normals)
+                                               .encode()).hexdigest()}
     created = _prepare_out(out, settings, args.overwrite)
     try:
         usable, unreadable = _readable(normals, channels)
