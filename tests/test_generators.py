@@ -175,3 +175,17 @@ def test_cutpaste_contract_property(bank: DefectBank, channels: int, height: int
         assert (info is None) == (not m.any())
     if probability == 0.0:
         assert not mask.any()
+
+
+def test_bank_grade_filter(tmp_path: Path) -> None:
+    from anomalib_defectgan.data import make_synthetic_steel
+
+    frame = make_synthetic_steel(tmp_path / "steel", size=64, per_class=1, good_per_grade=1, seed=0,
+                                 grades=["hot_rolled", "pickled"], progress=False)
+    bank = DefectBank(tmp_path / "steel", grades=["pickled"])
+    expected = frame[(frame.label == "defect") & (frame.grade == "pickled") & (frame.mask_kind != "none")]
+    assert sorted(d.path for d in bank.donors) == sorted(expected.image_path)
+    with pytest.raises(DefectBankError, match="in grades \\['galvanized'\\]"):
+        DefectBank(tmp_path / "steel", grades=["galvanized"])
+    with pytest.raises(DefectBankError, match="needs a manifest"):
+        DefectBank(make_bank(tmp_path / "bank", per_class=1), grades=["pickled"])

@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--generator", choices=GENERATORS, default="defectgan")
     parser.add_argument("--classes", nargs="+", help="Defect classes to use (default: all in the bank).")
     parser.add_argument("--class-weights", nargs="+", type=float, help="Relative weight per --classes entry.")
+    parser.add_argument("--bank-grades", nargs="+",
+                        help="Use only donors of these grades (manifest banks; leave the new grade out).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cpu")
@@ -127,16 +129,19 @@ def _readable(paths: list[Path], channels: int) -> tuple[list[Path], list[str]]:
 
 def build_generator(args: argparse.Namespace) -> Any:
     """The generator object asked for on the command line (probability 1: every item gets a defect)."""
+    if args.generator == "defectgan" and args.checkpoint is None:
+        raise DefectGanError("--generator defectgan needs --checkpoint (or use --generator cutpaste)")
+    from anomalib_defectgan.generators.defect_bank import DefectBank
+
+    bank = DefectBank(args.defect_bank, classes=args.classes, grades=args.bank_grades)
     if args.generator == "cutpaste":
         from anomalib_defectgan.generators.cut_paste import CutPasteGenerator
 
-        return CutPasteGenerator(args.defect_bank, probability=1.0, classes=args.classes,
+        return CutPasteGenerator(bank, probability=1.0, classes=args.classes,
                                  class_weights=args.class_weights, seed=args.seed)
-    if args.checkpoint is None:
-        raise DefectGanError("--generator defectgan needs --checkpoint (or use --generator cutpaste)")
     from anomalib_defectgan.generators.defect_transfer import DefectTransferGenerator
 
-    return DefectTransferGenerator(args.checkpoint, args.defect_bank, probability=1.0, classes=args.classes,
+    return DefectTransferGenerator(args.checkpoint, bank, probability=1.0, classes=args.classes,
                                    class_weights=args.class_weights, seed=args.seed, device=args.device,
                                    backend=args.backend, grade=args.grade)
 
@@ -185,7 +190,7 @@ def main(argv: list[str]) -> int:
     grade = args.grade or args.normal_dir.resolve().name
     settings = {"normal_dir": str(args.normal_dir.resolve()), "defect_bank": str(args.defect_bank.resolve()),
                 "checkpoint": str(args.checkpoint.resolve()) if args.checkpoint else "", "generator": args.generator,
-                "classes": args.classes, "class_weights": args.class_weights, "seed": args.seed, "num": args.num,
+                "classes": args.classes, "class_weights": args.class_weights, "bank_grades": args.bank_grades, "seed": args.seed, "num": args.num,
                 "channels": channels, "grade": grade, "split": args.split,
                 # items are named after the good images they use: a changed folder must not resume
                 "normal_files": hashlib.sha256("\n".join(f"{p.name}:{p.stat().st_size}" for p in normals)

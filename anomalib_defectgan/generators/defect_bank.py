@@ -82,18 +82,22 @@ def _find_mask(image: Path) -> Path | None:
     return None
 
 
-def _discover(source: Path) -> list[tuple[str, str, str]]:
+def _discover(source: Path, grades: Sequence[str] | None = None) -> list[tuple[str, str, str]]:
     """``(image, mask or '', class)`` for every candidate donor of a source (see module doc)."""
     if source.is_file() or (source / "manifest.csv").is_file():
         from anomalib_defectgan.data.manifest import read_manifest
 
         frame = read_manifest(source)
         frame = frame[frame["label"] == "defect"]
+        if grades is not None:
+            frame = frame[frame["grade"].isin(list(grades))]
         if "mask_kind" in frame.columns:
             frame = frame.assign(mask_path=frame["mask_path"].where(frame["mask_kind"] != "none", ""))
         return list(zip(frame["image_path"], frame["mask_path"], frame["defect_class"], strict=True))
     if not source.is_dir():
         raise DefectBankError(f"{source}: defect bank not found (expected a manifest or a folder of defect images)")
+    if grades is not None:
+        raise DefectBankError(f"{source}: a grade filter needs a manifest (a folder of images has no grades)")
     folders = [source] if list_images(source) else sorted(
         p for p in source.iterdir() if p.is_dir() and p.name not in NOT_CLASSES and list_images(p))
     items = []
@@ -110,6 +114,8 @@ class DefectBank:
     Args:
         source: Manifest file, dataset folder with ``manifest.csv``, or a folder of defect images.
         classes: Keep only these defect classes (None: all).
+        grades: Keep only donors of these grades (manifest sources only; None: all). Leave the
+            target grade out to keep its real defects out of the synthetic data.
         margin: Pixels of context kept around each defect's bounding box (used for blending and
             brightness matching).
 
@@ -117,11 +123,12 @@ class DefectBank:
         DefectBankError: The source is missing, unreadable, or has no usable defect of ``classes``.
     """
 
-    def __init__(self, source: str | Path, classes: Sequence[str] | None = None, margin: int = 8) -> None:
+    def __init__(self, source: str | Path, classes: Sequence[str] | None = None, margin: int = 8,
+                 grades: Sequence[str] | None = None) -> None:
         self.source = Path(source).resolve()
         self.margin = margin
         try:
-            items = _discover(self.source)
+            items = _discover(self.source, grades)
         except DefectBankError:
             raise
         except DefectGanError as err:
@@ -143,6 +150,8 @@ class DefectBank:
                 self.donors.append(donor)
         if not self.donors:
             wanted = f"classes {classes}" if classes is not None else "any class"
+            if grades is not None:
+                wanted += f" in grades {list(grades)}"
             have = dict(available) if available else "no defect images with masks"
             raise DefectBankError(f"defect bank {self.source}: no usable defects for {wanted}; the bank has {have}"
                                   + (f"; skipped (no mask / empty mask) {summarize(self.skipped)}"
