@@ -42,7 +42,7 @@ from anomalib_defectgan.models.defect_gan.torch_model import DefectGanNet, Encod
 logger = logging.getLogger(__name__)
 
 NET_ARGS = ("base_channels", "max_channels", "zd_channels", "sd_dim", "zt_dim", "w_dim", "embed_dim",
-            "mapping_layers")
+            "mapping_layers", "mask_bias", "canvas_skip")
 
 
 def augment(images: Tensor, max_translation: float) -> Tensor:
@@ -100,6 +100,9 @@ class DefectGan(pl.LightningModule):
         w_dim: Size of the modulation style ``w``.
         embed_dim: Size of the class and grade embeddings.
         mapping_layers: Layers of the style mapping MLP.
+        mask_bias: Initial coarse mask logit (masks start at ``sigmoid(mask_bias)``).
+        canvas_skip: Foreground starts as the canvas (a logit skip) instead of being painted from
+            features.
         d_base_channels: Discriminator width at full resolution.
         d_max_channels: Cap on discriminator width.
         patch_size: Side of co-occurrence patches (default: crop_size // 4, at least 8).
@@ -144,6 +147,8 @@ class DefectGan(pl.LightningModule):
         w_dim: int = 64,
         embed_dim: int = 16,
         mapping_layers: int = 2,
+        mask_bias: float = -1.0,
+        canvas_skip: bool = False,
         d_base_channels: int = 16,
         d_max_channels: int = 64,
         patch_size: int | None = None,

@@ -112,7 +112,7 @@ class Encoder(nn.Module):
     """
 
     def __init__(self, channels: int, num_classes: int, widths: list[int], zd_channels: int, sd_dim: int,
-                 zt_dim: int, mask_bias: float = -3.0) -> None:
+                 zt_dim: int, mask_bias: float = -1.0) -> None:
         super().__init__()
         self.stem = EqualConv2d(channels, widths[0], 3, activation=True)
         self.down = nn.ModuleList(
@@ -162,11 +162,15 @@ class Generator(nn.Module):
         w_dim: Style size after the mapping MLP.
         embed_dim: Size of the class and grade embeddings.
         mapping_layers: Layers of the mapping MLP.
+        canvas_skip: Add the canvas (as a logit) to the foreground logits, so the foreground starts
+            as the canvas and the generator learns only what to change.
     """
 
     def __init__(self, channels: int, num_classes: int, num_grades: int, widths: list[int], zd_channels: int,
-                 sd_dim: int, zt_dim: int, w_dim: int, embed_dim: int, mapping_layers: int) -> None:
+                 sd_dim: int, zt_dim: int, w_dim: int, embed_dim: int, mapping_layers: int,
+                 canvas_skip: bool = False) -> None:
         super().__init__()
+        self.canvas_skip = canvas_skip
         self.class_embed = nn.Embedding(num_classes, embed_dim)
         self.grade_embed = nn.Embedding(num_grades + 1, embed_dim)
         layers: list[nn.Module] = []
@@ -209,8 +213,9 @@ class Generator(nn.Module):
             x = block[1](block[0](x, w), w)
             logits = logits + to_mask(x, w)
             rgb = to_rgb(x, w) if rgb is None else rgb + to_rgb(x, w)
-        # The foreground starts as the canvas itself (logit skip) and learns what to paint.
-        foreground = torch.sigmoid(rgb + torch.logit(canvas.clamp(1e-3, 1.0 - 1e-3)))
+        if self.canvas_skip:
+            rgb = rgb + torch.logit(canvas.clamp(1e-3, 1.0 - 1e-3))
+        foreground = torch.sigmoid(rgb)
         mask = torch.sigmoid(logits)
         image = mask * foreground + (1.0 - mask) * canvas
         return GeneratorOutput(image, mask, foreground, logits)
@@ -232,18 +237,20 @@ class DefectGanNet(nn.Module):
         embed_dim: Size of class/grade embeddings.
         mapping_layers: Layers of the mapping MLP.
         mask_bias: Initial coarse mask logit (negative: masks start small).
+        canvas_skip: Foreground starts as the canvas (see :class:`Generator`).
     """
 
     def __init__(self, channels: int = 1, num_classes: int = 2, num_grades: int = 1, base_channels: int = 16,
                  max_channels: int = 64, zd_channels: int = 8, sd_dim: int = 16, zt_dim: int = 64,
-                 w_dim: int = 64, embed_dim: int = 16, mapping_layers: int = 2, mask_bias: float = -3.0) -> None:
+                 w_dim: int = 64, embed_dim: int = 16, mapping_layers: int = 2, mask_bias: float = -1.0,
+                 canvas_skip: bool = False) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"need 'good' and at least one defect class, got num_classes={num_classes}")
         widths = channel_plan(base_channels, max_channels, LEVELS)
         self.encoder = Encoder(channels, num_classes, widths, zd_channels, sd_dim, zt_dim, mask_bias)
         self.generator = Generator(channels, num_classes, num_grades, widths, zd_channels, sd_dim, zt_dim, w_dim,
-                                   embed_dim, mapping_layers)
+                                   embed_dim, mapping_layers, canvas_skip)
         self.channels = channels
         self.num_classes = num_classes
         self.num_grades = num_grades

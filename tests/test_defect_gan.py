@@ -1,0 +1,259 @@
+"""DefectGan networks, losses, one training iteration, EMA, determinism and the generator file.
+
+Everything runs on tiny in-memory batches (32 px, 1 channel) so the whole file takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from anomalib_defectgan.data.batch import DefectBatch, GanBatch
+from anomalib_defectgan.errors import DefectGanError
+from anomalib_defectgan.models.defect_gan import DefectGan, load_generator
+from anomalib_defectgan.models.defect_gan.discriminator import sample_patches
+from anomalib_defectgan.models.defect_gan.inference import DefectGanGenerator
+from anomalib_defectgan.models.defect_gan.lightning_model import augment
+
+CLASSES = ["good", "scratch", "pit"]
+GRADES = ["dark", "bright"]
+SIZE = 32
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    """Tiny convolutions on a shared 2-core box run far faster on one thread than on two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_model(**overrides: object) -> DefectGan:
+    args = dict(classes=CLASSES, grades=GRADES, channels=1, crop_size=SIZE, base_channels=8, max_channels=32,
+                zd_channels=4, sd_dim=8, zt_dim=16, w_dim=16, embed_dim=8, d_base_channels=8, d_max_channels=32,
+                classifier_width=8, classifier_steps=0, r1_every=2)
+    args.update(overrides)
+    return DefectGan(**args)
+
+
+def make_batch(seed: int = 0, pairs: int = 3, goods: int = 2, size: int = SIZE) -> GanBatch:
+    gen = torch.Generator().manual_seed(seed)
+
+    def part(count: int, defect: bool) -> DefectBatch:
+        image = torch.rand(count, 1, size, size, generator=gen) * 0.3 + 0.4
+        mask = torch.zeros(count, 1, size, size)
+        if defect:
+            mask[:, :, size // 4: size // 2, size // 3: size // 2] = 1.0
+            mask[1:2] = 0.0
+            mask[1:2, :, 5:9, 5:20] = 1.0
+            image = image * (1 - mask) + 0.1 * mask
+        classes = torch.tensor([1, 2, 1][:count] + [1] * max(0, count - 3)) if defect else torch.zeros(count).long()
+        kinds = torch.full((count,), 2 if defect else 0)
+        if defect:
+            kinds[-1] = 1  # one box mask
+        return DefectBatch(image, mask, classes, torch.arange(count) % 2, kinds)
+
+    return GanBatch(part(pairs, True), part(pairs, False), part(goods, False))
+
+
+def iteration(model: DefectGan, batch: GanBatch, r1: bool = True) -> tuple[dict, dict]:
+    """One D step then one G step, the way training_step does it (without a Trainer)."""
+    opt_g, opt_d = model.configure_optimizers()
+    f = model.forward_passes(batch)
+    d_losses = model.discriminator_losses(f, r1=r1)
+    opt_d.zero_grad()
+    sum(d_losses.values()).backward()
+    d_grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+    opt_d.step()
+    for p in model.parameters():
+        p.grad = None
+    g_losses = model.generator_losses(f)
+    g_total = sum(model.weights[name] * value for name, value in g_losses.items())
+    opt_g.zero_grad()
+    g_total.backward()
+    g_grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+    opt_g.step()
+    model.update_ema()
+    return ({"d": d_losses, "g": g_losses}, {"d": d_grads, "g": g_grads})
+
+
+def test_shapes_mask_range_and_composite_bound() -> None:
+    torch.manual_seed(0)
+    net = tiny_model().net
+    donor, canvas = torch.rand(2, 1, 64, 48), torch.rand(2, 1, 64, 48)
+    enc = net.encode(donor)
+    k = torch.tensor([1, 2])
+    assert enc.z_d.shape == (2, 4, 8, 6) and enc.l8.shape == (2, 1, 8, 6)
+    assert enc.style(k).shape == (2, 8) and enc.z_t.shape == (2, 16)
+    assert torch.allclose(enc.z_t.norm(dim=1), torch.ones(2), atol=1e-5)
+    out = net.transfer(canvas, enc.z_d, enc.l8, enc.style(k), k, torch.tensor([0, 2]))  # 2 = unknown grade
+    assert out.image.shape == canvas.shape and out.mask.shape == (2, 1, 64, 48)
+    assert out.mask.min() >= 0 and out.mask.max() <= 1
+    assert out.image.min() >= 0 and out.image.max() <= 1
+    bound = out.mask * (out.foreground - canvas).abs()
+    assert ((out.image - canvas).abs() <= bound + 1e-6).all()
+
+
+def test_style_vector_is_zero_for_good_only() -> None:
+    torch.manual_seed(0)
+    enc = tiny_model().net.encode(torch.rand(3, 1, SIZE, SIZE))
+    assert torch.count_nonzero(enc.style(torch.zeros(3, dtype=torch.long))) == 0
+    defect_style = enc.style(torch.tensor([1, 2, 1]))
+    assert (defect_style.abs().sum(dim=1) > 0).all()
+    assert not torch.allclose(defect_style[0], enc.style(torch.tensor([2, 2, 2]))[0]), "one head per class"
+
+
+def test_one_d_and_one_g_step_give_finite_losses_and_gradients_everywhere() -> None:
+    torch.manual_seed(0)
+    model = tiny_model()
+    model.classifier_trained.fill_(True)  # include the V critic term
+    losses, grads = iteration(model, make_batch())
+    assert {"d_r1", "d_cooc_r1"} <= set(losses["d"]), "lazy R1 ran"
+    assert losses["d"]["d_r1"] > 0 and "v_critic" in losses["g"]
+    for group in losses.values():
+        for name, value in group.items():
+            assert torch.isfinite(value), name
+    d_params = {n for n, _ in model.named_parameters() if n.startswith(("discriminator.", "cooccurrence."))}
+    g_params = {n for n, _ in model.named_parameters() if n.startswith(("net.", "leak_"))}
+    assert set(grads["d"]) == d_params, "the D step reaches every D parameter and nothing else"
+    assert set(grads["g"]) >= g_params, "the G step reaches every encoder/generator/leak parameter"
+    for group in grads.values():
+        for name, grad in group.items():
+            assert torch.isfinite(grad).all(), name
+
+
+def test_r1_is_lazy() -> None:
+    torch.manual_seed(0)
+    model = tiny_model()
+    f = model.forward_passes(make_batch())
+    assert "d_r1" not in model.discriminator_losses(f, r1=False)
+
+
+def test_ema_moves_but_differs_from_live_weights() -> None:
+    torch.manual_seed(0)
+    model = tiny_model()
+    before = [p.clone() for p in model.net_ema.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(before, model.net.parameters(), strict=True))
+    iteration(model, make_batch(), r1=False)
+    ema, live = list(model.net_ema.parameters()), list(model.net.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(ema, before, strict=True)), "EMA was updated"
+    assert any(not torch.equal(a, b) for a, b in zip(ema, live, strict=True)), "EMA is not a copy of live"
+    assert all(not p.requires_grad for p in model.net_ema.parameters())
+
+
+def test_fixed_seed_gives_identical_training_and_output() -> None:
+    def run() -> tuple[torch.Tensor, float]:
+        torch.manual_seed(7)
+        model = tiny_model()
+        losses, _ = iteration(model, make_batch(), r1=True)
+        out = model.sample(make_batch(seed=1))
+        return out["transfer"], float(sum(losses["g"].values()).detach())
+
+    (image_a, loss_a), (image_b, loss_b) = run(), run()
+    assert torch.equal(image_a, image_b) and loss_a == loss_b
+
+
+def test_mask_supervision_box_and_pixel() -> None:
+    from anomalib_defectgan.models.defect_gan.loss import mask_supervision
+
+    target = torch.zeros(2, 1, 8, 8)
+    target[:, :, 2:5, 2:5] = 1
+    inside = torch.where(target > 0, 6.0, -6.0)
+    outside = -inside
+    pixel, box, none = torch.tensor([2, 2]), torch.tensor([1, 1]), torch.tensor([0, 0])
+    assert mask_supervision(inside, target, pixel) < 0.1 < mask_supervision(outside, target, pixel)
+    assert mask_supervision(inside, target, box) < 0.01 < mask_supervision(outside, target, box)
+    assert mask_supervision(torch.full_like(target, -6.0), target, box) < 0.01, "box: only outside is penalised"
+    assert mask_supervision(outside, target, none) == 0
+
+
+def test_augment_and_patches_are_exact_crops() -> None:
+    torch.manual_seed(0)
+    image = torch.arange(2 * 16 * 16, dtype=torch.float32).view(2, 1, 16, 16)
+    out = augment(image, 0.0)
+    for i in range(2):
+        variants = [image[i], image[i].flip(-1), image[i].flip(-2), image[i].flip(-1).flip(-2)]
+        assert any(torch.equal(out[i], v) for v in variants)
+    weight = torch.zeros(2, 1, 16, 16)
+    weight[:, :, 15, 15] = 1.0
+    patches = sample_patches(image, weight, 3, 4)
+    assert patches.shape == (2, 3, 1, 4, 4)
+    assert torch.equal(patches[1, 0, 0], image[1, 0, 12:, 12:]), "centres are moved inside the image"
+
+
+def test_generator_file_round_trip_and_api(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = tiny_model()
+    iteration(model, make_batch(), r1=False)
+    weights = model.export_generator(tmp_path / "gen")
+    meta = json.loads((tmp_path / "gen" / "generator.json").read_text())
+    assert meta["kind"] == "defectgan-generator" and meta["classes"] == CLASSES and meta["grades"] == GRADES
+    assert meta["channels"] == 1 and meta["crop_size"] == SIZE
+    direct = DefectGanGenerator(model.net_ema, CLASSES, GRADES, SIZE).eval()
+    for path in (tmp_path / "gen", weights):
+        gen = load_generator(path)
+        assert not gen.training and gen.classes == CLASSES and gen.channels == 1
+        donors, canvas = make_batch().donor.image, make_batch(seed=3).canvas.image
+        codes = gen.encode(donors, ["scratch", "pit", "scratch"])
+        assert codes.defect_class.tolist() == [1, 2, 1]
+        image, mask = gen.transfer(canvas, codes)
+        ref_image, ref_mask = direct.transfer(canvas, direct.encode(donors, [1, 2, 1]))
+        assert torch.equal(image, ref_image) and torch.equal(mask, ref_mask)
+        one, _ = gen.transfer(canvas, codes.index(slice(0, 1)), "pit", grade="a-new-grade")
+        assert one.shape == canvas.shape
+        restored, restore_mask = gen.restore(donors)
+        assert restored.shape == donors.shape and restore_mask.shape == (3, 1, SIZE, SIZE)
+    with pytest.raises(DefectGanError, match="unknown defect class"):
+        gen.encode(donors, "dent")
+    with pytest.raises(DefectGanError, match="does not match"):
+        gen.transfer(torch.rand(3, 1, 48, 48), codes)
+
+
+def test_load_generator_rejects_other_kinds(tmp_path: Path) -> None:
+    model = tiny_model()
+    model.export_generator(tmp_path / "gen")
+    config = tmp_path / "gen" / "generator.json"
+    with pytest.raises(DefectGanError, match="not found"):
+        load_generator(tmp_path / "missing")
+    meta = json.loads(config.read_text())
+    config.write_text(json.dumps({**meta, "kind": "something-else"}))
+    with pytest.raises(DefectGanError, match="expected 'defectgan-generator'"):
+        load_generator(tmp_path / "gen")
+    config.write_text(json.dumps({**meta, "config": {**meta["config"], "base_channels": 16}}))
+    with pytest.raises(DefectGanError, match="do not match"):
+        load_generator(tmp_path / "gen")
+    (tmp_path / "gen" / "generator.safetensors").write_bytes(b"not safetensors")
+    config.write_text(json.dumps(meta))
+    with pytest.raises(DefectGanError, match="safetensors"):
+        load_generator(tmp_path / "gen")
+
+
+def test_vocabulary_mismatch_is_a_clear_error() -> None:
+    model = tiny_model()
+    with pytest.raises(DefectGanError, match="classes"):
+        model.configure_vocab(["good", "scratch", "dent"], GRADES, 1, SIZE)
+    with pytest.raises(DefectGanError, match="crop_size"):
+        model.configure_vocab(CLASSES, GRADES, 1, 64)
+    with pytest.raises(DefectGanError, match="unknown loss weight"):
+        tiny_model(loss_weights={"rec": 1.0, "typo": 2.0})
+
+
+def test_transfer_graph_converts_to_openvino() -> None:
+    ov = pytest.importorskip("openvino")
+    torch.manual_seed(0)
+    gen = DefectGanGenerator(tiny_model().net_ema, CLASSES, GRADES, SIZE).eval()
+    donors, canvas = make_batch().donor.image, make_batch(seed=2).canvas.image
+    codes = gen.encode(donors, [1, 2, 1])
+    grade = torch.full((3,), 2, dtype=torch.long)
+    inputs = (canvas, codes.z_d, codes.l8, codes.s_d, codes.defect_class, grade)
+    graph = gen.export_module()
+    with torch.no_grad():
+        ref_image, ref_mask = graph(*inputs)
+        compiled = ov.compile_model(ov.convert_model(graph, example_input=inputs), "CPU")
+    result = compiled([t.numpy() for t in inputs])
+    assert torch.allclose(torch.from_numpy(result[0]), ref_image, atol=1e-4)
+    assert torch.allclose(torch.from_numpy(result[1]), ref_mask, atol=1e-4)
