@@ -52,6 +52,21 @@ def test_transfer_is_crop_local(gen: DefectTransferGenerator) -> None:
     assert all(info["window"] == 32 for info in gen.last_info)
 
 
+def test_transfer_windows_reach_the_edges_only_within_the_margin(world: dict[str, Path]) -> None:
+    images = torch.rand(24, 1, 48, 48)
+    edges = DefectTransferGenerator(world["gen"], world["bank"], probability=1.0, seed=2, cache_dir=world["cache"])
+    assert edges.edge_margin == 8
+    _, mask = edges(images)
+    tops = [info["top"] for info in edges.last_info] + [info["left"] for info in edges.last_info]
+    assert min(tops) < 0 and min(tops) >= -8 and max(tops) <= 48 - 32 + 8
+    assert mask[:, :, 0, :].any() or mask[:, :, :, 0].any()
+    inside = DefectTransferGenerator(world["gen"], world["bank"], probability=1.0, seed=2, edge_margin=0,
+                                     cache_dir=world["cache"])
+    inside(images)
+    tops = [info["top"] for info in inside.last_info] + [info["left"] for info in inside.last_info]
+    assert min(tops) >= 0 and max(tops) <= 48 - 32
+
+
 def test_transfer_probability_and_seed(world: dict[str, Path]) -> None:
     images = torch.rand(6, 1, 48, 48)
     none = DefectTransferGenerator(world["gen"], world["bank"], probability=0.0, seed=0, cache_dir=world["cache"])
@@ -160,3 +175,12 @@ def test_transfer_contract_property(gen: DefectTransferGenerator, channels: int,
     assert torch.equal(augmented[outside], images[outside])
     for info, m in zip(gen.last_info, mask, strict=True):
         assert (info is None) == (not m.any())
+
+
+def test_transfer_empty_gan_mask_leaves_the_image_alone(world: dict[str, Path]) -> None:
+    """A GAN mask that never reaches the threshold: after the redraws, nothing is painted or claimed."""
+    never = DefectTransferGenerator(world["gen"], world["bank"], probability=1.0, seed=0, mask_threshold=1.01,
+                                    cache_dir=world["cache"])
+    images = torch.rand(3, 1, 40, 40)
+    augmented, mask = never(images)
+    assert torch.equal(augmented, images) and not mask.any() and never.last_info == [None] * 3

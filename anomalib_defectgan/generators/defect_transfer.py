@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from anomalib_defectgan.generators.contract import ClassSampler, as_batch, as_output
 from anomalib_defectgan.generators.defect_bank import GREY_WEIGHTS, DefectBank, DefectBankError, load_bank
-from anomalib_defectgan.generators.placement import Placement
+from anomalib_defectgan.generators.placement import Placement, overlap
 
 BACKENDS = ("torch", "openvino")
 CODES_VERSION = "1"
@@ -89,6 +89,8 @@ class DefectTransferGenerator(nn.Module):
         mask_threshold: Soft-mask value below which a pixel is left untouched; the returned mask
             is exactly the pixels at or above it.
         rotate90: Also use quarter turns of donors (off: rolled steel is directional).
+        edge_margin: How far (px) a window may stick out of the image, so that defects also land
+            at the edges (None: a quarter of the crop size; 0: windows stay inside).
         cache_dir: Where donor codes are cached (None: :func:`default_cache_dir`).
         openvino_model: ``transfer.xml`` written by ``defectgan export`` (None with the openvino
             backend: the transfer graph is converted in memory at start-up).
@@ -112,6 +114,7 @@ class DefectTransferGenerator(nn.Module):
         grade: str | None = None,
         mask_threshold: float = 0.1,
         rotate90: bool = False,
+        edge_margin: int | None = None,
         cache_dir: str | Path | None = None,
         openvino_model: str | Path | None = None,
         openvino_threads: int | None = None,
@@ -143,6 +146,7 @@ class DefectTransferGenerator(nn.Module):
         self.device = torch.device(device) if device is not None else None
         self.backend = backend
         self.orientations = orientations(rotate90)
+        self.edge_margin = gan.crop_size // 4 if edge_margin is None else int(edge_margin)
         self.checkpoint_hash = _file_hash(_weights_file(checkpoint))
         self.codes = self._donor_codes(Path(cache_dir) if cache_dir is not None else default_cache_dir())
         self.rng: torch.Generator | None = None
@@ -237,25 +241,38 @@ class DefectTransferGenerator(nn.Module):
             holds, per image, the donor and placement used (None where no defect was added).
         """
         batch, single = as_batch(images)
-        size = self.crop_size
+        size, margin = self.crop_size, self.edge_margin
         height, width = batch.shape[-2:]
-        padded = batch
-        if height < size or width < size:
-            pad = (0, max(size - width, 0), 0, max(size - height, 0))
-            padded = F.pad(batch, pad, mode="replicate")
-        chosen: list[tuple[int, int, int, int, int]] = []  # image, donor, orientation, top, left
-        for i in range(batch.shape[0]):
-            if float(torch.rand(1, generator=self.rng)) < self.probability:
-                donor = self.sampler.sample(self.rng)
-                orient = int(torch.randint(len(self.orientations), (1,), generator=self.rng))
-                top = int(torch.randint(padded.shape[-2] - size + 1, (1,), generator=self.rng))
-                left = int(torch.randint(padded.shape[-1] - size + 1, (1,), generator=self.rng))
-                chosen.append((i, donor, orient, top, left))
+        # Windows may stick out of the image by ``margin`` (so defects also land near the edges),
+        # and images smaller than a window are padded up to one; the GAN sees replicated pixels there.
+        pad = (margin, margin + max(size - width, 0), margin, margin + max(size - height, 0))
+        padded = F.pad(batch, pad, mode="replicate") if any(pad) else batch
         augmented = batch.clone()
         masks = torch.zeros_like(batch[:, :1])
         self.last_info = [None] * batch.shape[0]
-        if not chosen:
-            return as_output(augmented, masks, single)
+        pending = [i for i in range(batch.shape[0]) if float(torch.rand(1, generator=self.rng)) < self.probability]
+        # A window near the edge can leave its defect outside the image: such images get new draws.
+        for _ in range(3):
+            if not pending:
+                break
+            pending = self._paint(padded, pending, augmented, masks)
+        return as_output(augmented, masks, single)
+
+    def _paint(self, padded: Tensor, indices: list[int], augmented: Tensor, masks: Tensor) -> list[int]:
+        """Draw donor, orientation and window for images ``indices``, paint them in place.
+
+        Returns:
+            The indices whose defect fell outside the image (nothing painted).
+        """
+        size, margin = self.crop_size, self.edge_margin
+        height, width = augmented.shape[-2:]
+        chosen = []  # image, donor, orientation, top, left (in padded coordinates)
+        for i in indices:
+            donor = self.sampler.sample(self.rng)
+            orient = int(torch.randint(len(self.orientations), (1,), generator=self.rng))
+            top = int(torch.randint(padded.shape[-2] - size + 1, (1,), generator=self.rng))
+            left = int(torch.randint(padded.shape[-1] - size + 1, (1,), generator=self.rng))
+            chosen.append((i, donor, orient, top, left))
         windows = torch.stack([padded[i, :, t:t + size, l:l + size] for i, _, _, t, l in chosen])
         gan_windows = to_channels(windows, self.gan.channels)
         painted, soft = self._transfer(gan_windows, torch.tensor([c[1] for c in chosen]),
@@ -266,15 +283,21 @@ class DefectTransferGenerator(nn.Module):
         else:  # paint the GAN's luminance change onto the input's channels
             result = (windows + to_channels(painted - gan_windows, windows.shape[1])).clamp(0.0, 1.0)
         result = torch.where(keep, result, windows)
-        painted_any = [bool(k) for k in keep[:, :, :height, :width].flatten(1).any(1)]
+        regions = [overlap(Placement(t - margin, l - margin), (size, size), (height, width)) for _, _, _, t, l in chosen]
+        inside = torch.zeros_like(keep)
+        for j, (_, (wy, wx)) in enumerate(regions):
+            inside[j, :, wy, wx] = True
+        hit = [bool(h) for h in (keep & inside).flatten(1).any(1)]
+        missed = []
         for j, (i, donor, orient, top, left) in enumerate(chosen):
-            h, w = min(size, height - top), min(size, width - left)
-            augmented[i, :, top:top + h, left:left + w] = result[j, :, :h, :w]
-            masks[i, :, top:top + h, left:left + w] = keep[j, :, :h, :w].to(masks.dtype)
-            if painted_any[j]:
-                source = self.bank.donors[donor]
-                o = self.orientations[orient]
-                self.last_info[i] = {"donor_path": source.path, "donor_mask_path": source.mask_path,
-                                     "defect_class": source.defect_class, "top": top, "left": left,
-                                     "flip_h": o.flip_h, "flip_v": o.flip_v, "rot90": o.rot90, "window": size}
-        return as_output(augmented, masks, single)
+            if not hit[j]:
+                missed.append(i)
+                continue
+            (iy, ix), (wy, wx) = regions[j]
+            augmented[i, :, iy, ix] = result[j, :, wy, wx]
+            masks[i, :, iy, ix] = keep[j, :, wy, wx].to(masks.dtype)
+            source, o = self.bank.donors[donor], self.orientations[orient]
+            self.last_info[i] = {"donor_path": source.path, "donor_mask_path": source.mask_path,
+                                 "defect_class": source.defect_class, "top": top - margin, "left": left - margin,
+                                 "flip_h": o.flip_h, "flip_v": o.flip_v, "rot90": o.rot90, "window": size}
+        return missed
