@@ -236,7 +236,8 @@ def main(argv: list[str]) -> int:
         for i in chunk:
             by_size.setdefault(images[i].shape, []).append(i)
         for group in by_size.values():
-            batch = torch.stack([torch.from_numpy(np.array(images[i])).permute(2, 0, 1).float() / 255.0 for i in group])
+            batch = torch.stack([torch.from_numpy(np.array(images[i])).permute(2, 0, 1).float() / 255.0
+                                 for i in group]).to(args.device)
             with torch.no_grad():
                 augmented, masks = generator(batch)
             for j, i in enumerate(group):
