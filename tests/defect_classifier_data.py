@@ -1,52 +1,74 @@
-"""A tiny Folder-layout steel-like dataset for the DefectClassifier / DefectAugmented tests.
+"""Shared data and a once-per-session trained model for the DefectClassifier / DefectAugmented tests.
 
-Layout (MVTec-like, as anomalib's Folder reads it): ``root/train/good``, ``root/test/good``,
-``root/test/defect`` and ``root/ground_truth/defect/<stem>_mask.png``. Textures are smoothed
-noise with horizontal striation; defects are dark elliptic blobs.
+The data is a tiny procedural steel world (64 px, grades ``pickled`` and ``hot_rolled``); the
+classifier trains on ``pickled`` good images with CutPaste defects taken from ``hot_rolled``.
 """
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import cv2
-import numpy as np
+import pytest
+import torch
 
-from anomalib_defectgan.data.image_io import write_image
-
-
-def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
-    noise = rng.normal(0, 1, (size, size)).astype(np.float32)
-    noise = cv2.GaussianBlur(noise, (0, 0), sigmaX=3.0, sigmaY=0.7)
-    noise = (noise - noise.mean()) / (noise.std() + 1e-6)
-    return np.clip(0.55 + 0.06 * noise, 0, 1)
+GRADE, DONOR_GRADE = "pickled", "hot_rolled"
 
 
-def write_tiny_folder(root: Path, size: int = 64, train_good: int = 16, test_good: int = 6,
-                      test_defect: int = 6, seed: int = 0) -> Path:
-    """Write the dataset under ``root`` and return ``root``."""
-    rng = np.random.default_rng(seed)
-    for split, count in (("train/good", train_good), ("test/good", test_good)):
-        for i in range(count):
-            write_image(root / split / f"{i:03d}.png", _texture(rng, size))
-    for i in range(test_defect):
-        image = _texture(rng, size)
-        mask = np.zeros((size, size), np.uint8)
-        center = (int(rng.integers(size // 4, 3 * size // 4)), int(rng.integers(size // 4, 3 * size // 4)))
-        axes = (int(rng.integers(size // 10, size // 5)), int(rng.integers(size // 16, size // 8)))
-        cv2.ellipse(mask, center, axes, float(rng.uniform(0, 180)), 0, 360, 255, -1)
-        image[mask > 0] *= 0.45
-        write_image(root / "test/defect" / f"{i:03d}.png", image)
-        write_image(root / "ground_truth/defect" / f"{i:03d}_mask.png", mask)
+def steel_world(root: Path, good_per_grade: int = 20, per_class: int = 2, seed: int = 0) -> Path:
+    """Render a 64 px steel world with two grades under ``root`` (skips if already there)."""
+    from anomalib_defectgan.data import make_synthetic_steel
+
+    if not (root / "manifest.csv").exists():
+        make_synthetic_steel(root, size=64, per_class=per_class, good_per_grade=good_per_grade, seed=seed,
+                             grades=[GRADE, DONOR_GRADE], progress=False)
     return root
 
 
-def tiny_folder_datamodule(root: Path, batch_size: int = 8, **kwargs):  # noqa: ANN201
-    """anomalib ``Folder`` over :func:`write_tiny_folder`'s layout (no workers)."""
-    from anomalib.data import Folder
+def grade_folder(world: Path, batch_size: int = 4, **kwargs: Any):  # noqa: ANN201
+    """anomalib ``Folder`` over the ``pickled`` grade (all defect classes, masks), no workers."""
+    from anomalib_defectgan.benchmark.classifier import grade_datamodule
 
-    options = {"name": "tiny", "root": root, "normal_dir": "train/good", "abnormal_dir": "test/defect",
-               "normal_test_dir": "test/good", "mask_dir": "ground_truth/defect",
-               "train_batch_size": batch_size, "eval_batch_size": batch_size, "num_workers": 0, "seed": 0}
-    options.update(kwargs)
-    return Folder(**options)
+    return grade_datamodule(world, GRADE, batch_size=batch_size, **kwargs)
+
+
+def cut_paste(world: Path, seed: int = 0):  # noqa: ANN201
+    """CutPaste generator over the donor grade's real defects, always applied."""
+    from anomalib_defectgan.generators import CutPasteGenerator
+
+    return CutPasteGenerator(world / DONOR_GRADE / "test", probability=1.0, seed=seed)
+
+
+@dataclass
+class Trained:
+    """A DefectClassifier fitted 2 epochs, with its datamodule and checkpoint."""
+
+    model: Any
+    datamodule: Any
+    ckpt: Path
+    world: Path
+
+
+@pytest.fixture(scope="session")
+def trained_classifier(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """Fit a 64 px resnet18 DefectClassifier for 2 epochs (32 steps of 4 images) through anomalib's Engine."""
+    from anomalib.engine import Engine
+
+    from anomalib_defectgan.data import DefectAugmented
+    from anomalib_defectgan.models.defect_classifier import DefectClassifier
+
+    work = tmp_path_factory.mktemp("trained_classifier")
+    world = steel_world(work / "steel", good_per_grade=80)
+    torch.manual_seed(0)
+    datamodule = DefectAugmented(grade_folder(world, batch_size=4, val_split_mode="none"), cut_paste(world),
+                                 synthetic_ratio=0.5, synthetic_val=True, synthetic_test=True, seed=0)
+    model = DefectClassifier(image_size=64, lr=3e-3, visualizer=False)
+    engine = Engine(max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                    enable_model_summary=False, default_root_dir=str(work / "results"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        engine.fit(model, datamodule=datamodule)
+    ckpt = Path(engine.trainer.checkpoint_callback.best_model_path or engine.trainer.checkpoint_callback.last_model_path)
+    return Trained(model.eval(), datamodule, ckpt, world)

@@ -13,7 +13,8 @@ datasets and splits, and:
   into training, for supervised models such as
   :class:`~anomalib_defectgan.models.defect_classifier.DefectClassifier`;
 * on request, replaces the validation and/or test split by synthetic defects painted with the
-  same generator on that split's good images (written once to a temporary folder).
+  same generator on half of that split's good images (written once to a temporary folder by
+  :class:`~anomalib_defectgan.data.synthetic_split.SyntheticDefectDataset`).
 
 Generators made for one channel: anomalib batches always have 3 channels. If the generator has
 an int attribute ``channels`` equal to 1, it gets the luminance (channel mean) and its output is
@@ -24,11 +25,7 @@ luminance only if the generator raises on it.
 from __future__ import annotations
 
 import copy
-import shutil
-import tempfile
-import weakref
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,10 +33,8 @@ import pandas as pd
 import torch
 from anomalib.data import AnomalibDataModule
 from anomalib.data.datasets.base.image import AnomalibDataset
-from anomalib.data.utils import read_image
 from torch import Tensor, nn
 
-from anomalib_defectgan.data.image_io import write_image
 from anomalib_defectgan.errors import DefectGanError
 
 RANGE_TOLERANCE = 1e-3
@@ -101,8 +96,24 @@ class SyntheticDefectGenerator:
             raise GeneratorContractError(f"generator {name} returned a mask with values other than 0 and 1")
         self.checked = True
 
+    @property
+    def probability(self) -> float | None:
+        """The wrapped generator's ``probability`` (None if it has none)."""
+        return getattr(self.generator, "probability", None)
+
+    @probability.setter
+    def probability(self, value: float) -> None:
+        if hasattr(self.generator, "probability"):
+            self.generator.probability = value
+
     def __call__(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """``images [B, 3, H, W]`` in [0, 1] -> ``(augmented [B, 3, H, W], mask [B, 1, H, W] bool)``."""
+        """``images [B, 3, H, W]`` in [0, 1] -> ``(augmented [B, 3, H, W], mask [B, 1, H, W] in {0, 1})``.
+
+        A single ``[3, H, W]`` image gives ``([3, H, W], [1, H, W])``.
+        """
+        if images.dim() == 3:
+            augmented, mask = self(images[None])
+            return augmented[0], mask[0]
         if self.channels is not None:
             augmented, mask = self._call(images, self.channels)
         else:
@@ -121,7 +132,8 @@ class SyntheticDefectGenerator:
                         f"generator {self.name} failed on 3-channel ({err_rgb}) and 1-channel ({err_grey}) "
                         "batches") from err_grey
                 self.channels = 1
-        return augmented.clamp(0, 1).to(images.dtype), mask.reshape(images.shape[0], 1, *images.shape[-2:]) > 0.5
+        mask = (mask.reshape(images.shape[0], 1, *images.shape[-2:]) > 0.5).to(images.dtype)
+        return augmented.clamp(0, 1).to(images.dtype), mask
 
 
 def _abnormal(samples: pd.DataFrame) -> pd.Series:
@@ -138,45 +150,16 @@ def _with_samples(dataset: AnomalibDataset, samples: pd.DataFrame, task: str) ->
     return subset
 
 
-def make_synthetic_split(dataset: AnomalibDataset, generator: SyntheticDefectGenerator, split: str,
-                         ratio: float = 0.5, seed: int | None = None) -> AnomalibDataset:
-    """Replace the defects of ``dataset`` by synthetic ones painted on ``ratio`` of its good images.
+def _synthetic(dataset: AnomalibDataset, generator: SyntheticDefectGenerator, seed: int | None) -> AnomalibDataset:
+    """Half of ``dataset``'s good images with synthetic defects, the other half as they are."""
+    from anomalib_defectgan.data.synthetic_split import SyntheticDefectDataset
 
-    The images and masks are written once to a temporary folder that is removed with the dataset.
-
-    Raises:
-        DefectGanError: The split has no good images to paint on.
-    """
     samples = dataset.samples
-    goods = samples[~_abnormal(samples)].reset_index(drop=True)
-    if goods.empty:
-        raise DefectGanError(f"cannot build a synthetic {split} split: it has no good images to paint defects on")
-    rng = np.random.default_rng(seed)
-    count = max(1, int(round(ratio * len(goods))))
-    chosen = set(rng.choice(len(goods), size=min(count, len(goods)), replace=False).tolist())
-    root = Path(tempfile.mkdtemp(prefix=f"defectgan_synthetic_{split}_"))
-    generated = []
-    for index, row in goods.iterrows():
-        if index not in chosen:
-            continue
-        image = read_image(row.image_path, as_tensor=True)[None]
-        augmented, mask = generator(image)
-        if not bool(mask.any()):
-            continue  # the generator left it unchanged (its own probability): it stays a good image
-        stem = f"{index:05d}_{Path(row.image_path).stem}"
-        image_path, mask_path = root / f"{stem}.png", root / "masks" / f"{stem}_mask.png"
-        write_image(image_path, augmented[0].permute(1, 2, 0).cpu().numpy())
-        write_image(mask_path, mask[0, 0].cpu().numpy())
-        generated.append({"image_path": str(image_path), "label": "abnormal", "label_index": 1,
-                          "mask_path": str(mask_path), "split": split, "_source": index})
-    done = {row["_source"] for row in generated}
-    kept = goods[[i not in done for i in range(len(goods))]]
-    columns = ["image_path", "label", "label_index", "mask_path", "split"]
-    table = pd.concat([kept[columns], pd.DataFrame(generated, columns=[*columns, "_source"])[columns]],
-                      ignore_index=True)
-    subset = _with_samples(dataset, table, "segmentation")
-    weakref.finalize(subset, shutil.rmtree, str(root), True)
-    return subset
+    goods = _with_samples(dataset, samples[~_abnormal(samples)], dataset.task.value)
+    if len(goods.samples) < 2:
+        raise DefectGanError(f"a synthetic split needs at least 2 good images, the wrapped split has "
+                             f"{len(goods.samples)}")
+    return SyntheticDefectDataset.from_dataset(goods, generator, anomalous_ratio=0.5, seed=seed)
 
 
 class DefectAugmented(AnomalibDataModule):
@@ -283,7 +266,7 @@ class DefectAugmented(AnomalibDataModule):
 
     def _create_test_split(self) -> None:
         if self.synthetic_test:
-            self.test_data = make_synthetic_split(self.test_data, self.generator, "test", seed=self.seed)
+            self.test_data = _synthetic(self.test_data, self.generator, self.seed)
 
     def _create_val_split(self) -> None:
         if not self.synthetic_val:
@@ -296,7 +279,7 @@ class DefectAugmented(AnomalibDataModule):
             rest = self.train_data.samples[~self.train_data.samples["image_path"].isin(set(picked["image_path"]))]
             self.train_data = _with_samples(self.train_data, rest, self.train_data.task.value)
             val = _with_samples(self.train_data, picked.assign(split="val"), self.train_data.task.value)
-        self.val_data = make_synthetic_split(val, self.generator, "val", seed=self.seed)
+        self.val_data = _synthetic(val, self.generator, self.seed)
 
     def val_dataloader(self) -> Any:
         """The validation loader, or no loader (validation skipped) when there is no validation split."""
@@ -328,7 +311,7 @@ class DefectAugmented(AnomalibDataModule):
         masks = (batch.gt_mask.clone().bool() if batch.gt_mask is not None
                  else torch.zeros(size, *images.shape[-2:], dtype=torch.bool, device=images.device))
         masks = masks.reshape(size, *images.shape[-2:])
-        masks[picked] = mask[:, 0]
+        masks[picked] = mask[:, 0] > 0.5
         new_labels = labels.clone()
-        new_labels[picked] = mask.flatten(1).any(1)
+        new_labels[picked] = mask.flatten(1).amax(1) > 0.5
         return batch.update(image=new_images, gt_label=new_labels, gt_mask=masks)
