@@ -82,6 +82,7 @@ def train_and_test(manifest: str | Path, generator: Callable | None, settings: C
         name: Dataset name shown by anomalib.
     """
     from anomalib.engine import Engine
+    from anomalib.post_processing import PostProcessor
 
     from anomalib_defectgan.data.augmented import DefectAugmented
     from anomalib_defectgan.data.manifest_datamodule import DefectManifest
@@ -95,8 +96,11 @@ def train_and_test(manifest: str | Path, generator: Callable | None, settings: C
         datamodule = DefectAugmented(datamodule=datamodule, generator=generator,
                                      synthetic_ratio=settings.synthetic_ratio,
                                      synthetic_val=settings.synthetic_val, seed=seed)
+    # Raw (unnormalised) scores: anomalib's min-max normalisation clamps scores outside the
+    # validation range to 0 or 1, which would tie them and bias AUROC/AP. Thresholding stays on.
     model = DefectClassifier(backbone=settings.backbone, image_size=settings.image_size, lr=settings.lr,
-                             visualizer=False, **settings.extra)
+                             post_processor=PostProcessor(enable_normalization=False), visualizer=False,
+                             **settings.extra)
     engine = Engine(default_root_dir=str(work_dir), max_epochs=settings.max_epochs, accelerator=settings.accelerator,
                     devices=1, logger=False, enable_progress_bar=settings.progress, enable_model_summary=False)
     with warnings.catch_warnings():
