@@ -44,9 +44,13 @@ def orientations(rotate90: bool) -> list[Placement]:
 
 
 def _weights_file(checkpoint: str | Path) -> Path:
-    from anomalib_defectgan.models.defect_gan.inference import _paths
+    """The ``.safetensors`` file of a generator given as a folder, its ``.safetensors`` or its ``.json``."""
+    from anomalib_defectgan.models.defect_gan.inference import WEIGHTS_NAME
 
-    return _paths(checkpoint)[0]
+    path = Path(checkpoint)
+    if path.is_dir():
+        return path / WEIGHTS_NAME
+    return path.with_suffix(".safetensors") if path.suffix == ".json" else path
 
 
 def _file_hash(path: Path) -> str:
@@ -189,16 +193,18 @@ class DefectTransferGenerator(nn.Module):
                 pass  # a damaged cache file is simply rebuilt
         gan, size = self.gan, self.crop_size
         ids = [gan.classes.index(c) if c in gan.classes else 0 for c in self.bank.donor_classes]
+        views_per_donor = len(self.orientations)
         z_d, l8, s_d = [], [], []
-        for index in range(len(self.bank)):
-            window, _ = self.bank.window(index, size, gan.channels)
-            views = torch.stack([o.orient(window) for o in self.orientations])
-            codes = gan.encode(views, defect_class=max(ids[index], 1))
-            z_d.append(codes.z_d.cpu())
-            l8.append(codes.l8.cpu())
-            s_d.append(codes.s_d.cpu())
-        tensors = {"z_d": torch.stack(z_d).contiguous(), "l8": torch.stack(l8).contiguous(),
-                   "s_d": torch.stack(s_d).contiguous(), "class_id": torch.tensor(ids, dtype=torch.long)}
+        for start in range(0, len(self.bank), 16):  # 16 donors x their orientations per encoder call
+            chunk = range(start, min(start + 16, len(self.bank)))
+            views = torch.stack([o.orient(self.bank.window(index, size, gan.channels)[0])
+                                 for index in chunk for o in self.orientations])
+            codes = gan.encode(views, defect_class=[max(ids[index], 1) for index in chunk for _ in self.orientations])
+            z_d.append(codes.z_d.cpu().unflatten(0, (len(chunk), views_per_donor)))
+            l8.append(codes.l8.cpu().unflatten(0, (len(chunk), views_per_donor)))
+            s_d.append(codes.s_d.cpu().unflatten(0, (len(chunk), views_per_donor)))
+        tensors = {"z_d": torch.cat(z_d).contiguous(), "l8": torch.cat(l8).contiguous(),
+                   "s_d": torch.cat(s_d).contiguous(), "class_id": torch.tensor(ids, dtype=torch.long)}
         try:
             with atomic_path(path) as tmp:
                 save_file(tensors, str(tmp), metadata={"checkpoint_sha256": self.checkpoint_hash,
