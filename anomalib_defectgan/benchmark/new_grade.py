@@ -230,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--generator", help="a trained generator folder (skips GAN training)")
     parser.add_argument("--gan-config", default=str(REPO_CONFIGS / "defect_gan" / "cpu.yaml"))
     parser.add_argument("--gan-steps", type=int, help="override the GAN config's max_steps")
+    parser.add_argument("--gan-max-time", help="override the GAN config's max_time (DD:HH:MM:SS)")
     parser.add_argument("--size", type=int, default=128, help="steel-world image size")
     parser.add_argument("--per-class", type=int, default=12, help="steel-world defects per class and grade")
     parser.add_argument("--good-per-grade", type=int, default=40, help="steel-world good images per grade")
@@ -259,5 +260,6 @@ def main(argv: list[str]) -> int:
     settings = ClassifierSettings(backbone=args.backbone, image_size=args.image_size, max_epochs=args.epochs,
                                   batch_size=args.batch_size, synthetic_ratio=args.synthetic_ratio)
     run_benchmark(split, title, out, args.arms, args.seeds, settings, args.gan_config, args.gan_steps,
-                  Path(args.generator) if args.generator else None, frame)
+                  Path(args.generator) if args.generator else None, frame,
+                  gan_args=["--trainer.max_time", args.gan_max_time] if args.gan_max_time else None)
     return 0

@@ -36,8 +36,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     "smoke": dict(size=64, per_class=2, good_per_grade=8, gan_config="tiny.yaml", gan_steps=20, image_size=64,
                   epochs=1, batch_size=8, seeds=[0], samples=4),
     # About 15 minutes on 2 CPU cores.
-    "quick": dict(size=128, per_class=10, good_per_grade=30, gan_config="cpu.yaml", gan_steps=None, image_size=128,
-                  epochs=4, batch_size=16, seeds=[0], samples=8),
+    "quick": dict(size=128, per_class=10, good_per_grade=30, gan_config="cpu.yaml", gan_steps=None,
+                  gan_max_time="00:00:06:00", image_size=128, epochs=4, batch_size=16, seeds=[0], samples=8),
     # Sized for a GPU.
     "full": dict(size=256, per_class=40, good_per_grade=120, gan_config="steel_256.yaml", gan_steps=None,
                  image_size=256, epochs=20, batch_size=32, seeds=[0, 1, 2], samples=12),
@@ -83,7 +83,8 @@ def run_demo(out: Path, profile: str) -> dict[str, Any]:
     results = run_benchmark(new_grade_split(frame, NEW_GRADE), NEW_GRADE, out / "benchmark",
                             ["none", "perlin", "cutpaste", "defectgan"], settings_of["seeds"], settings,
                             str(REPO_CONFIGS / "defect_gan" / settings_of["gan_config"]), settings_of["gan_steps"],
-                            frame=frame)
+                            frame=frame, resume=False,
+                            gan_args=["--trainer.max_time", settings_of["gan_max_time"]] if settings_of.get("gan_max_time") else None)
     arm_results = results.pop("arm_results")
     generator_dir = Path(results["generator_dir"])
     print("[3/6] synthetic defects on the new grade (defectgan generate)", flush=True)
