@@ -208,7 +208,7 @@ class DefectGan(pl.LightningModule):
             if current not in (None, [], value):
                 raise DefectGanError(
                     f"model {name} {current} do not match the data's {value}: the model config (or checkpoint) "
-                    "was made for other data; remove model.{name} from the config or use matching data")
+                    f"was made for other data; remove model.{name} from the config or use matching data")
         if self.built:
             return
         for name, value in given.items():
@@ -273,7 +273,10 @@ class DefectGan(pl.LightningModule):
 
     # ------------------------------------------------------------------ V phase
     def on_train_start(self) -> None:
-        """Train the versatile classifier V on real crops once (skipped when resuming)."""
+        """Fix the sample-grid batch; train the versatile classifier V once (not again on resume)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if self._sample_batch is None and datamodule is not None and hasattr(datamodule, "val_dataloader"):
+            self._sample_batch = next(iter(datamodule.val_dataloader()), None)
         if self.hparams.classifier_steps > 0 and not bool(self.classifier_trained):
             self.train_classifier(self._classifier_batches(), self.hparams.classifier_steps)
             if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -506,8 +509,6 @@ class DefectGan(pl.LightningModule):
     # ------------------------------------------------------------------ validation, samples, export
     def validation_step(self, batch: GanBatch, batch_idx: int) -> None:
         """Reconstruction and mask statistics of the EMA model on the fixed validation batch."""
-        if self._sample_batch is None:
-            self._sample_batch = batch
         out = self.sample(batch)
         self.log_dict({"val/transfer_mask": out["mask"].mean(), "val/restore_l1": (out["restored"] - batch.donor.image[
             : len(out["restored"])]).abs().mean(), "val/identity_l1": out["identity_l1"]}, batch_size=len(batch.donor))
