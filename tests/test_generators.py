@@ -189,3 +189,12 @@ def test_bank_grade_filter(tmp_path: Path) -> None:
         DefectBank(tmp_path / "steel", grades=["galvanized"])
     with pytest.raises(DefectBankError, match="needs a manifest"):
         DefectBank(make_bank(tmp_path / "bank", per_class=1), grades=["pickled"])
+
+
+def test_overlap_of_disjoint_regions_is_empty() -> None:
+    from anomalib_defectgan.generators.placement import Placement, overlap
+
+    (ty, tx), (dy, dx) = overlap(Placement(8, -40), (32, 32), (4, 4))
+    assert torch.zeros(4, 4)[ty, tx].numel() == 0 and torch.zeros(32, 32)[dy, dx].numel() == 0
+    (ty, tx), (dy, dx) = overlap(Placement(-2, 3), (5, 5), (4, 6))
+    assert torch.zeros(4, 6)[ty, tx].shape == torch.zeros(5, 5)[dy, dx].shape == (3, 3)

@@ -81,7 +81,7 @@ def overlap(placement: Placement, donor_size: tuple[int, int], image_size: tuple
     h, w = donor_size
     height, width = image_size
     y0, x0 = max(placement.top, 0), max(placement.left, 0)
-    y1, x1 = min(placement.top + h, height), min(placement.left + w, width)
+    y1, x1 = max(min(placement.top + h, height), y0), max(min(placement.left + w, width), x0)  # empty if apart
     target = (slice(y0, y1), slice(x0, x1))
     donor = (slice(y0 - placement.top, y1 - placement.top), slice(x0 - placement.left, x1 - placement.left))
     return target, donor
