@@ -45,15 +45,16 @@ def main(argv: list[str]) -> int:
     args = list(argv)
     if args and args[0] == "fit":
         args = args[1:]
+    # LightningCLI reads sys.argv (not args=...), so that DDP's launcher, which re-runs
+    # sys.argv in each child process, starts the children with the same command.
     saved_argv = sys.argv
-    sys.argv = [saved_argv[0] if saved_argv else "defectgan"]  # LightningCLI warns when args and argv both exist
+    sys.argv = [saved_argv[0] if saved_argv else "defectgan", "fit", *args]
     try:
         DefectGanCLI(
             DefectGan,
             DefectDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
-            args=["fit", *args],
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
         )

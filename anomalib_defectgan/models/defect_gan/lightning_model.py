@@ -537,7 +537,7 @@ class DefectGan(pl.LightningModule):
         trainer = self.trainer
         return Path(trainer.log_dir or trainer.default_root_dir)
 
-    def save_sample_grid(self, name: str, batch: GanBatch | None = None) -> Path | None:
+    def save_sample_grid(self, name: str, batch: GanBatch | None = None, log_dir: Path | None = None) -> Path | None:
         """Write a PNG grid (donor | canvas | transfer | mask | restored) under ``<log_dir>/samples``."""
         from torchvision.utils import make_grid
 
@@ -555,7 +555,7 @@ class DefectGan(pl.LightningModule):
         tiles = torch.stack([c[:count].float().cpu() for c in columns], dim=1).flatten(0, 1)
         grid = make_grid(tiles, nrow=len(columns), padding=2, pad_value=1.0)
         array = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-        path = self._log_dir() / "samples" / f"{name}.png"
+        path = (log_dir or self._log_dir()) / "samples" / f"{name}.png"
         write_image(path, array[..., 0] if channels == 1 else np.ascontiguousarray(array))
         for log in self.loggers:
             experiment = getattr(log, "experiment", None)
@@ -568,18 +568,21 @@ class DefectGan(pl.LightningModule):
         if self._sample_batch is None:
             self._sample_batch = batch
         every = self.hparams.sample_every
-        if every > 0 and self.global_step % every == 0 and self.trainer.is_global_zero:
-            self.save_sample_grid(f"step_{self.global_step:07d}")
+        if every > 0 and self.global_step % every == 0:
+            log_dir = self._log_dir()  # a collective under DDP: every rank must ask
+            if self.trainer.is_global_zero:
+                self.save_sample_grid(f"step_{self.global_step:07d}", log_dir=log_dir)
 
     def on_train_end(self) -> None:
         """Write the final sample grid and the standalone generator."""
+        log_dir = self._log_dir()  # a collective under DDP: every rank must ask
         if not self.trainer.is_global_zero:
             return
-        path = self.save_sample_grid("final")
+        path = self.save_sample_grid("final", log_dir=log_dir)
         if path is not None:
             logger.info("sample grid: %s", path)
         if self.hparams.export_generator:
-            out = self.export_generator(self._log_dir() / "generator")
+            out = self.export_generator(log_dir / "generator")
             logger.info("generator weights: %s", out)
 
     def export_generator(self, out_dir: str | Path) -> Path:
