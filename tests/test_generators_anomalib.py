@@ -30,37 +30,49 @@ def _generator(name: str, bank: Path, checkpoint: Path, cache: Path) -> torch.nn
     return DefectTransferGenerator(checkpoint, bank, probability=1.0, seed=0, cache_dir=cache)
 
 
-@pytest.mark.parametrize("name", ["cutpaste", "defect_transfer"])
-def test_draem_training_step_with_generator(bank: Path, checkpoint: Path, tmp_path: Path, name: str) -> None:
+@pytest.fixture(scope="module")
+def draem(tmp_path_factory: pytest.TempPathFactory) -> torch.nn.Module:
     from anomalib.models import Draem
 
-    (tmp_path / "dtd").mkdir()
-    model = Draem(dtd_dir=tmp_path / "dtd")  # an existing folder: no DTD download
-    model.augmenter = _generator(name, bank, checkpoint, tmp_path / "cache")
-    images = torch.rand(2, 3, 32, 32)
-    loss = model.training_step(ImageBatch(image=images, gt_label=torch.zeros(2, dtype=torch.bool)))["loss"]
-    loss.backward()
-    assert torch.isfinite(loss)
-    assert all(info is not None for info in model.augmenter.last_info), "every image got a defect"
-    grads = [p.grad for p in model.model.parameters() if p.grad is not None]
-    assert grads and all(torch.isfinite(g).all() for g in grads)
-    assert not any("gan" in key for key in model.state_dict()), "the GAN is not part of the host's weights"
+    dtd = tmp_path_factory.mktemp("dtd")  # an existing folder: no DTD download
+    return Draem(dtd_dir=dtd)
+
+
+@pytest.fixture(scope="module")
+def glass() -> torch.nn.Module:
+    from anomalib.models import Glass
+
+    return Glass(input_shape=(32, 32), backbone="resnet18", pre_trained=False, layers=["layer2", "layer3"],
+                 pretrain_embed_dim=64, target_embed_dim=64, step=1, discriminator_hidden=32)
 
 
 @pytest.mark.parametrize("name", ["cutpaste", "defect_transfer"])
-def test_glass_training_forward_with_generator(bank: Path, checkpoint: Path, tmp_path: Path, name: str) -> None:
-    from anomalib.models import Glass
-
-    model = Glass(input_shape=(32, 32), backbone="resnet18", pre_trained=False, layers=["layer2", "layer3"],
-                  pretrain_embed_dim=64, target_embed_dim=64, step=1, discriminator_hidden=32)
-    model.model.augmentor = _generator(name, bank, checkpoint, tmp_path / "cache")
+def test_draem_training_step_with_generator(draem: torch.nn.Module, bank: Path, checkpoint: Path, tmp_path: Path,
+                                            name: str) -> None:
+    draem.zero_grad()
+    draem.augmenter = _generator(name, bank, checkpoint, tmp_path / "cache")
     images = torch.rand(2, 3, 32, 32)
-    model.model.calculate_center([ImageBatch(image=images)], torch.device("cpu"))
-    model.model.train()
-    *_, loss = model.model(images)
+    loss = draem.training_step(ImageBatch(image=images, gt_label=torch.zeros(2, dtype=torch.bool)))["loss"]
     loss.backward()
     assert torch.isfinite(loss)
-    assert all(info is not None for info in model.model.augmentor.last_info)
+    assert all(info is not None for info in draem.augmenter.last_info), "every image got a defect"
+    grads = [p.grad for p in draem.model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert not any("gan" in key for key in draem.state_dict()), "the GAN is not part of the host's weights"
+
+
+@pytest.mark.parametrize("name", ["cutpaste", "defect_transfer"])
+def test_glass_training_forward_with_generator(glass: torch.nn.Module, bank: Path, checkpoint: Path,
+                                               tmp_path: Path, name: str) -> None:
+    glass.zero_grad()
+    glass.model.augmentor = _generator(name, bank, checkpoint, tmp_path / "cache")
+    images = torch.rand(2, 3, 32, 32)
+    glass.model.calculate_center([ImageBatch(image=images)], torch.device("cpu"))
+    glass.model.train()
+    *_, loss = glass.model(images)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(info is not None for info in glass.model.augmentor.last_info)
 
 
 def test_synthetic_defect_dataset_from_folder(bank: Path, tmp_path: Path) -> None:
