@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--backend", choices=("torch", "openvino"), default="torch",
                         help="DefectGAN inference backend.")
+    parser.add_argument("--mask-threshold", type=float, default=0.1,
+                        help="DefectGAN soft-mask value from which a pixel counts as defect.")
     parser.add_argument("--channels", type=int, choices=(1, 3),
                         help="Image channels (default: 3 if the first good image is colour, else 1).")
     parser.add_argument("--grade", help="Grade name written to the manifest (default: the normal dir's name).")
@@ -143,7 +145,7 @@ def build_generator(args: argparse.Namespace) -> Any:
 
     return DefectTransferGenerator(args.checkpoint, bank, probability=1.0, classes=args.classes,
                                    class_weights=args.class_weights, seed=args.seed, device=args.device,
-                                   backend=args.backend, grade=args.grade)
+                                   backend=args.backend, grade=args.grade, mask_threshold=args.mask_threshold)
 
 
 def _good_names(paths: list[Path]) -> dict[Path, str]:
@@ -190,7 +192,8 @@ def main(argv: list[str]) -> int:
     grade = args.grade or args.normal_dir.resolve().name
     settings = {"normal_dir": str(args.normal_dir.resolve()), "defect_bank": str(args.defect_bank.resolve()),
                 "checkpoint": str(args.checkpoint.resolve()) if args.checkpoint else "", "generator": args.generator,
-                "classes": args.classes, "class_weights": args.class_weights, "bank_grades": args.bank_grades, "seed": args.seed, "num": args.num,
+                "classes": args.classes, "class_weights": args.class_weights, "bank_grades": args.bank_grades,
+                "mask_threshold": args.mask_threshold, "seed": args.seed, "num": args.num,
                 "channels": channels, "grade": grade, "split": args.split,
                 # items are named after the good images they use: a changed folder must not resume
                 "normal_files": hashlib.sha256("\n".join(f"{p.name}:{p.stat().st_size}" for p in normals)
@@ -256,6 +259,9 @@ def main(argv: list[str]) -> int:
                 records[i] = record
                 bar.update(1)
     bar.close()
+    if not records:
+        raise DefectGanError(f"the generator painted no defect: all {len(failed)} masks were empty (an untrained "
+                             "or barely trained checkpoint? try a lower --mask-threshold); no manifest written")
     _write_manifest(out, args, grade, good_names, names, records)
     _contact_sheet(out, [names[i] for i in sorted(records)])
     print(f"defectgan generate: {len(records)} defect images + {len(good_names)} good images in {out}"
