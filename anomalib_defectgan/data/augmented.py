@@ -178,8 +178,8 @@ class DefectAugmented(AnomalibDataModule):
         real_defects_in_train: Fraction of the wrapped test split's real defects moved into
             training (also removed from validation if it holds the same files).
         synthetic_val: Validation = the wrapped validation split's good images, half of them
-            with synthetic defects (no real defects). Without good validation images, 20% of
-            the training images are split off for it.
+            with synthetic defects (no real defects). Without good validation images, 20% (at
+            least 2) of the good training images are split off for it.
         synthetic_test: Test = the wrapped test split's good images, half with synthetic defects.
         seed: Seed of every random choice made here (not of the generator).
     """
@@ -275,7 +275,10 @@ class DefectAugmented(AnomalibDataModule):
         if val is None or not val.has_normal:
             goods = self.train_data.samples[~_abnormal(self.train_data.samples)]
             rng = np.random.default_rng(self.seed)
-            picked = goods.iloc[rng.choice(len(goods), size=max(1, len(goods) // 5), replace=False)]
+            if len(goods) < 4:
+                raise DefectGanError(f"synthetic_val needs good validation images or at least 4 good training "
+                                     f"images to split off, the wrapped datamodule has {len(goods)}")
+            picked = goods.iloc[rng.choice(len(goods), size=max(2, len(goods) // 5), replace=False)]
             rest = self.train_data.samples[~self.train_data.samples["image_path"].isin(set(picked["image_path"]))]
             self.train_data = _with_samples(self.train_data, rest, self.train_data.task.value)
             val = _with_samples(self.train_data, picked.assign(split="val"), self.train_data.task.value)
