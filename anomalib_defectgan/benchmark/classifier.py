@@ -6,7 +6,8 @@ exported graph (resize + normalise + network + post-processing) against the same
 in eager PyTorch (``torch.inference_mode``), at each ``--batch-sizes``. Each timing is the median
 over ``--runs`` runs of the mean of ``--iters`` calls (after warm-up); ratios are to eager at the
 same batch size. OpenVINO models are reshaped to the static input shape and compiled with the
-LATENCY hint. With a dataset, every variant also scores the test split (image AUROC).
+LATENCY hint. Every variant also scores the test split one image at a time: image AUROC, and the
+share of test images whose predicted label equals eager PyTorch's.
 
 Without ``--ckpt`` a model is trained first for ``--epochs`` on one grade (``--grade``) of a
 procedural steel world (``--dataset``, rendered into a temporary folder if not given), with
@@ -135,11 +136,11 @@ def _compile(xml: Path, shape: tuple[int, ...] | None, threads: int | None):  # 
     return core.compile_model(network, "CPU", config)
 
 
-def _score_output(compiled: Any) -> Any:
+def _output(compiled: Any, name: str) -> Any:
     for output in compiled.outputs:
-        if "pred_score" in output.get_names():
+        if name in output.get_names():
             return output
-    return compiled.outputs[0]
+    raise DefectGanError(f"the exported model has no {name!r} output")
 
 
 def _test_images(datamodule: Any) -> tuple[list[torch.Tensor], np.ndarray]:
@@ -189,8 +190,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "torch_threads": torch.get_num_threads(), "backbone": model.hparams.get("backbone"),
                 "input": list(size), "test_images": len(images), "latency_ms": {}, "auroc": {}}
             with torch.inference_mode():
-                eager_scores = [float(model(image[None]).pred_score) for image in images]
-            results["auroc"]["eager"] = _auroc(labels, eager_scores)
+                eager = [model(image[None]) for image in images]
+            eager_labels = np.array([bool(out.pred_label) for out in eager])
+            results["auroc"]["eager"] = _auroc(labels, [float(out.pred_score) for out in eager])
+            results["label_agreement"] = {"eager": 1.0}
             for batch_size in args.batch_sizes:
                 sample = torch.rand(batch_size, 3, *size)
                 with torch.inference_mode():
@@ -199,9 +202,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for precision in args.precisions:
                 xml = _export(model, precision, datamodule, work)
                 scorer = _compile(xml, None, args.threads)
-                score_out = _score_output(scorer)
-                scores = [float(np.asarray(scorer(image[None].numpy())[score_out]).reshape(-1)[0]) for image in images]
+                outputs = [scorer(image[None].numpy()) for image in images]
+                scores = [float(np.asarray(out[_output(scorer, "pred_score")]).reshape(-1)[0]) for out in outputs]
+                predicted = np.array([bool(np.asarray(out[_output(scorer, "pred_label")]).reshape(-1)[0])
+                                      for out in outputs])
                 results["auroc"][precision] = _auroc(labels, scores)
+                results["label_agreement"][precision] = float(np.mean(predicted == eager_labels))
                 for batch_size in args.batch_sizes:
                     compiled = _compile(xml, (batch_size, 3, *size), args.threads)
                     sample = np.random.default_rng(0).random((batch_size, 3, *size), dtype=np.float32)
@@ -213,8 +219,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def format_table(results: dict[str, Any], batch_sizes: list[int], precisions: list[str]) -> str:
     """Markdown table: latency per image batch, speed-up over eager, AUROC."""
-    lines = ["| variant | " + " | ".join(f"batch {b}: ms (x eager)" for b in batch_sizes) + " | image AUROC |",
-             "|---" * (len(batch_sizes) + 2) + "|"]
+    lines = ["| variant | " + " | ".join(f"batch {b}: ms (x eager)" for b in batch_sizes) + " | image AUROC | labels = eager |",
+             "|---" * (len(batch_sizes) + 3) + "|"]
     for variant in ["eager", *precisions]:
         cells = []
         for b in batch_sizes:
@@ -222,7 +228,8 @@ def format_table(results: dict[str, Any], batch_sizes: list[int], precisions: li
             ratio = results["latency_ms"][f"eager/b{b}"] / ms
             cells.append(f"{ms:.1f} ({ratio:.2f}x)")
         name = "PyTorch eager" if variant == "eager" else f"OpenVINO {variant.upper()}"
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {results['auroc'][variant]:.4f} |")
+        agreement = results["label_agreement"][variant]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {results['auroc'][variant]:.4f} | {agreement:.1%} |")
     return "\n".join(lines)
 
 
