@@ -33,9 +33,11 @@ def _one_thread() -> None:
 
 
 def tiny_model(**overrides: object) -> DefectGan:
-    args = dict(classes=CLASSES, grades=GRADES, channels=1, crop_size=SIZE, base_channels=8, max_channels=32,
-                zd_channels=4, sd_dim=8, zt_dim=16, w_dim=16, embed_dim=8, d_base_channels=8, d_max_channels=32,
-                classifier_width=8, classifier_steps=0, r1_every=2)
+    args = {
+        "classes": CLASSES, "grades": GRADES, "channels": 1, "crop_size": SIZE, "base_channels": 8,
+        "max_channels": 32, "zd_channels": 4, "sd_dim": 8, "zt_dim": 16, "w_dim": 16, "embed_dim": 8,
+        "d_base_channels": 8, "d_max_channels": 32, "classifier_width": 8, "classifier_steps": 0, "r1_every": 2,
+    }
     args.update(overrides)
     return DefectGan(**args)
 

@@ -29,7 +29,7 @@ def load_defectgan_checkpoint(path: str | Path) -> Any:
         raise DefectGanError(f"{path}: checkpoint not found")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch.load raises many types on foreign bytes
+    except Exception as err:
         raise DefectGanError(f"{path}: not a checkpoint that loads with weights_only=True "
                              f"({type(err).__name__})") from err
     if not isinstance(checkpoint, dict):

@@ -24,12 +24,12 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import Tensor
 
 from anomalib_defectgan.data.batch import MASK_KIND_IDS, DefectBatch, GanBatch
 from anomalib_defectgan.errors import DefectGanError
-from anomalib_defectgan.models.defect_gan import loss as L  # noqa: N812
+from anomalib_defectgan.models.defect_gan import loss as L
 from anomalib_defectgan.models.defect_gan.classifier import VersatileClassifier
 from anomalib_defectgan.models.defect_gan.discriminator import (
     CooccurrenceDiscriminator,
@@ -53,7 +53,7 @@ def augment(images: Tensor, max_translation: float) -> Tensor:
     """
     b, _, h, w = images.shape
     device = images.device
-    shift = max(0, int(round(max_translation * min(h, w))))
+    shift = max(0, round(max_translation * min(h, w)))
     padded = F.pad(images, (shift, shift, shift, shift), mode="reflect") if shift else images
     rows = torch.arange(h, device=device)[None, :] + torch.randint(0, 2 * shift + 1, (b, 1), device=device)
     cols = torch.arange(w, device=device)[None, :] + torch.randint(0, 2 * shift + 1, (b, 1), device=device)
@@ -360,17 +360,20 @@ class DefectGan(pl.LightningModule):
         noisy = (restored.detach() + h.reinsert_noise * torch.randn_like(restored)).clamp(0.0, 1.0)
         second_in = torch.cat([noisy, transfer])
         enc2 = net.encode(second_in)
-        enc_r, enc_x = _split(enc2, [n, n])
+        _, enc_x = _split(enc2, [n, n])
         second = net.decode(second_in, enc2, torch.cat([enc_a.z_d, enc_x.z_d]), torch.cat([enc_a.l8, enc_x.l8]),
                             torch.cat([s_a, torch.zeros_like(s_a)]), torch.cat([k, zeros]), drop(torch.cat([p, q])))
         reinserted, cycled = torch.split(second.image, [n, n])
         m_cycle = second.mask[n:]
         region = torch.where((donor.mask_kind[:n] != MASK_KIND_IDS["none"])[:, None, None, None],
                              donor.mask[:n], m_r.detach())
-        return dict(n=n, a=a, b=b, goods=goods, k=k, p=p, q=q, q_n=q_n, enc=enc, enc_a=enc_a, enc_b=enc_b,
-                    enc_n=enc_n, enc_x=enc_x, s_a=s_a, first=first, restored=restored, transfer=transfer,
-                    identity=identity, m_r=m_r, m_t=m_t, m_n=m_n, reinserted=reinserted, cycled=cycled,
-                    m_cycle=m_cycle, region=region, gt=donor.mask[:n], kind=donor.mask_kind[:n])
+        return {
+            "n": n, "a": a, "b": b, "goods": goods, "k": k, "p": p, "q": q, "q_n": q_n,
+            "enc": enc, "enc_a": enc_a, "enc_b": enc_b, "enc_n": enc_n, "enc_x": enc_x, "s_a": s_a,
+            "first": first, "restored": restored, "transfer": transfer, "identity": identity,
+            "m_r": m_r, "m_t": m_t, "m_n": m_n, "reinserted": reinserted, "cycled": cycled, "m_cycle": m_cycle,
+            "region": region, "gt": donor.mask[:n], "kind": donor.mask_kind[:n],
+        }
 
     def _real_and_fake(self, f: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
         zeros_n, zeros_g = torch.zeros_like(f["k"]), torch.zeros_like(f["q_n"])
