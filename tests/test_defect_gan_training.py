@@ -54,6 +54,7 @@ def test_fit_writes_logs_samples_checkpoint_and_generator_then_resumes(world: Pa
     assert list(run.glob("events.out.tfevents.*")), "TensorBoard log"
     assert (run / "samples" / "step_0000001.png").is_file() and (run / "samples" / "final.png").is_file()
     assert (run / "generator" / "generator.safetensors").is_file()
+    assert "- good" in (run / "hparams.yaml").read_text(), "vocabularies in the logged hyper-parameters"
     ckpt = run / "checkpoints" / "last.ckpt"
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert state["global_step"] == 2, "global_step counts iterations (one D + one G step)"

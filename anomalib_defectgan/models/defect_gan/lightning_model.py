@@ -274,6 +274,8 @@ class DefectGan(pl.LightningModule):
     # ------------------------------------------------------------------ V phase
     def on_train_start(self) -> None:
         """Fix the sample-grid batch; train the versatile classifier V once (not again on resume)."""
+        for log in self.loggers:  # Lightning logged them before setup() filled in the vocabularies
+            log.log_hyperparams(self.hparams)
         datamodule = getattr(self.trainer, "datamodule", None)
         if self._sample_batch is None and datamodule is not None and hasattr(datamodule, "val_dataloader"):
             self._sample_batch = next(iter(datamodule.val_dataloader()), None)
