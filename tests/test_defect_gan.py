@@ -242,6 +242,13 @@ def test_vocabulary_mismatch_is_a_clear_error() -> None:
         model.configure_vocab(CLASSES, GRADES, 1, 64)
     with pytest.raises(DefectGanError, match="unknown loss weight"):
         tiny_model(loss_weights={"rec": 1.0, "typo": 2.0})
+    # resuming from a checkpoint made for other data, or from another kind of checkpoint
+    state = {"state_dict": model.state_dict(), "hyper_parameters": {**model.hparams, "grades": ["dark", "new"]}}
+    with pytest.raises(DefectGanError, match="grades"):
+        model.on_load_checkpoint(state)
+    with pytest.raises(DefectGanError, match="not a DefectGan checkpoint"):
+        model.on_load_checkpoint({"state_dict": {"model.weight": torch.zeros(1)}, "hyper_parameters": {}})
+    model.on_load_checkpoint({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)})
 
 
 def test_transfer_graph_converts_to_openvino() -> None:
