@@ -133,3 +133,16 @@ def test_short_training_learns_reconstruction_and_a_local_mask(tmp_path: Path, o
     assert rec_after < rec_before, (rec_before, rec_after)
     assert 0.01 < mask_mean < 0.5, mask_mean
     assert bool(model.classifier_trained)
+
+
+def test_bf16_autocast_trains_and_fp16_is_refused(world: Path, tmp_path: Path, one_thread: None,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import pandas as pd
+
+    assert fit(world, tmp_path / "bf16", 2, "--trainer.precision", "bf16-mixed", "--model.r1_every", "1") == 0
+    metrics = pd.read_csv(tmp_path / "bf16" / "version_0" / "metrics.csv")
+    losses = metrics[["train/g_total", "train/d_total", "train/d_r1"]].dropna()
+    assert len(losses) and bool(losses.map(lambda v: abs(v) < 1e6).all().all())
+    # (on a CPU Lightning turns 16-mixed into bf16-mixed; 16-true shows the refusal)
+    assert fit(world, tmp_path / "fp16", 1, "--trainer.precision", "16-true") == 2
+    assert "not supported" in capsys.readouterr().err

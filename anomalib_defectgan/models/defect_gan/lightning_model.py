@@ -242,7 +242,8 @@ class DefectGan(pl.LightningModule):
             raise DefectGanError("DefectGan needs classes, grades, channels and crop_size: give them as init "
                                  "arguments or train with a DefectDataModule")
         precision = str(getattr(self.trainer, "precision", "32-true"))
-        if precision.startswith("16"):
+        scaler = getattr(getattr(self.trainer, "precision_plugin", None), "scaler", None)
+        if precision.startswith("16") or scaler is not None:
             raise DefectGanError(f"precision {precision!r} is not supported: use '32-true' or 'bf16-mixed'")
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
