@@ -27,14 +27,14 @@ def steel_world(root: Path, good_per_grade: int = 20, per_class: int = 2, seed: 
     return root
 
 
-def grade_folder(world: Path, batch_size: int = 4, **kwargs: Any):  # noqa: ANN201
+def grade_folder(world: Path, batch_size: int = 4, **kwargs: Any):
     """anomalib ``Folder`` over the ``pickled`` grade (all defect classes, masks), no workers."""
     from anomalib_defectgan.benchmark.classifier import grade_datamodule
 
     return grade_datamodule(world, GRADE, batch_size=batch_size, **kwargs)
 
 
-def cut_paste(world: Path, seed: int = 0):  # noqa: ANN201
+def cut_paste(world: Path, seed: int = 0):
     """CutPaste generator over the donor grade's real defects, always applied."""
     from anomalib_defectgan.generators import CutPasteGenerator
 

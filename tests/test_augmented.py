@@ -10,7 +10,11 @@ from anomalib.data import ImageBatch
 from anomalib.data.utils.generators import PerlinAnomalyGenerator
 from torch import Tensor
 
-from anomalib_defectgan.data.augmented import DefectAugmented, GeneratorContractError, SyntheticDefectGenerator
+from anomalib_defectgan.data.augmented import (
+    DefectAugmented,
+    GeneratorContractError,
+    SyntheticDefectGenerator,
+)
 from anomalib_defectgan.errors import DefectGanError
 from tests.defect_classifier_data import cut_paste, grade_folder, steel_world
 
@@ -85,9 +89,9 @@ def test_one_channel_generators_get_luminance(world: Path) -> None:
     (lambda x: (x, torch.zeros(x.shape[0], *x.shape[-2:])), r"_Bad returned a mask of shape"),
     (lambda x: x, r"_Bad must return \(augmented, mask\)"),
 ])
-def test_generator_breaking_the_contract_is_named(world: Path, bad, message: str) -> None:  # noqa: ANN001
+def test_generator_breaking_the_contract_is_named(world: Path, bad, message: str) -> None:
     class _Bad:
-        def __call__(self, images: Tensor):  # noqa: ANN204
+        def __call__(self, images: Tensor):
             return bad(images)
 
     data = DefectAugmented(grade_folder(world), _Bad(), synthetic_ratio=0.5)

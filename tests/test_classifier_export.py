@@ -14,7 +14,7 @@ from tests.defect_classifier_data import trained_classifier  # noqa: F401  (sess
 pytest.importorskip("openvino")
 
 
-def _export(model, root: Path, compression=None, datamodule=None) -> Path:  # noqa: ANN001
+def _export(model, root: Path, compression=None, datamodule=None) -> Path:
     from anomalib.engine import Engine
 
     with warnings.catch_warnings():
@@ -24,7 +24,7 @@ def _export(model, root: Path, compression=None, datamodule=None) -> Path:  # no
             onnx_kwargs={"opset_version": 18}))
 
 
-def _test_images(datamodule) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
+def _test_images(datamodule) -> tuple[torch.Tensor, torch.Tensor]:
     batches = list(datamodule.test_dataloader())
     return torch.cat([b.image for b in batches]), torch.cat([b.gt_label for b in batches])
 

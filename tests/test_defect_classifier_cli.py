@@ -13,7 +13,7 @@ TINY = ["--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false", "
         "--data.init_args.datamodule.init_args.eval_batch_size", "8"]
 
 
-def _cli(args: list[str], run: bool = True):  # noqa: ANN202
+def _cli(args: list[str], run: bool = True):
     from anomalib.cli import AnomalibCLI
 
     with warnings.catch_warnings():

@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def grade_datamodule(dataset: Path, grade: str, batch_size: int = 8, seed: int = 0, **folder_args: Any):  # noqa: ANN201
+def grade_datamodule(dataset: Path, grade: str, batch_size: int = 8, seed: int = 0, **folder_args: Any):
     """anomalib ``Folder`` over one grade of a steel world (MVTec-like layout), all defect classes."""
     from anomalib.data import Folder
 
@@ -80,7 +80,7 @@ def grade_datamodule(dataset: Path, grade: str, batch_size: int = 8, seed: int =
     return Folder(**options)
 
 
-def _datamodule(args: argparse.Namespace, dataset: Path):  # noqa: ANN202
+def _datamodule(args: argparse.Namespace, dataset: Path):
     from anomalib_defectgan.data.augmented import DefectAugmented
     from anomalib_defectgan.generators import CutPasteGenerator
 
@@ -90,7 +90,7 @@ def _datamodule(args: argparse.Namespace, dataset: Path):  # noqa: ANN202
                            real_defects_in_train=0.25, seed=args.seed)
 
 
-def _train(args: argparse.Namespace, datamodule: Any, work: Path):  # noqa: ANN202
+def _train(args: argparse.Namespace, datamodule: Any, work: Path):
     from anomalib.engine import Engine
 
     from anomalib_defectgan.models.defect_classifier import DefectClassifier
@@ -126,7 +126,7 @@ def _time(call: Callable[[], Any], runs: int, iters: int, warmup: int) -> float:
     return statistics.median(means)
 
 
-def _compile(xml: Path, shape: tuple[int, ...] | None, threads: int | None):  # noqa: ANN202
+def _compile(xml: Path, shape: tuple[int, ...] | None, threads: int | None):
     import openvino as ov
 
     core = ov.Core()

@@ -127,7 +127,7 @@ class SyntheticDefectGenerator:
                     augmented, mask = self._call(images, 1)
                 except GeneratorContractError:
                     raise
-                except Exception as err_grey:  # noqa: BLE001
+                except Exception as err_grey:
                     raise GeneratorContractError(
                         f"generator {self.name} failed on 3-channel ({err_rgb}) and 1-channel ({err_grey}) "
                         "batches") from err_grey
@@ -249,7 +249,7 @@ class DefectAugmented(AnomalibDataModule):
                                  f"{self.datamodule.name} datamodule has no real defects in its test split")
         samples = test.samples
         defects = samples[_abnormal(samples)]
-        count = int(round(self.real_defects_in_train * len(defects)))
+        count = round(self.real_defects_in_train * len(defects))
         if count == 0:
             return
         rng = np.random.default_rng(self.seed)
@@ -302,7 +302,7 @@ class DefectAugmented(AnomalibDataModule):
         labels = (batch.gt_label if batch.gt_label is not None
                   else torch.zeros(size, dtype=torch.bool, device=images.device)).bool().reshape(-1)
         goods = torch.nonzero(~labels.cpu()).flatten()
-        count = min(int(round(self.synthetic_ratio * size)), len(goods))
+        count = min(round(self.synthetic_ratio * size), len(goods))
         if count == 0:
             return batch
         picked = goods[torch.randperm(len(goods), generator=self._rng)[:count]].to(images.device)

@@ -10,7 +10,7 @@ import urllib.error
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 import torchvision
 from anomalib.data import InferenceBatch
 from torch import Tensor, nn
@@ -55,7 +55,7 @@ def build_backbone(backbone: str, pretrained: bool = False, weights_path: str | 
             state = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError as err:
             raise DefectGanError(f"{path}: weights file not found") from err
-        except Exception as err:  # noqa: BLE001  (pickle, zip and torch errors alike)
+        except Exception as err:
             raise DefectGanError(f"{path}: cannot load as a weights_only state_dict ({err})") from err
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
