@@ -52,3 +52,10 @@ def test_summary_reductions_and_table() -> None:
     assert "| none | 2 | 0.250 +- 0.071 |" in table
     assert "| n/a |" in table.splitlines()[2], "missing pixel AUROC shows as n/a"
     assert math.isnan(relative_error_reduction(0.1, 0.0))
+
+
+def test_json_safe_replaces_non_finite_floats() -> None:
+    from anomalib_defectgan.benchmark.results_table import json_safe
+
+    assert json_safe({"a": [1.0, float("nan")], "b": {"c": float("inf"), "d": "x"}}) == {
+        "a": [1.0, None], "b": {"c": None, "d": "x"}}

@@ -8,13 +8,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_curve
 
-from anomalib_defectgan.data.image_io import read_image  # noqa: E402
-from anomalib_defectgan.utils.atomic import atomic_path  # noqa: E402
+from anomalib_defectgan.data.image_io import read_image
+from anomalib_defectgan.utils.atomic import atomic_path
 
 
 def _save(figure: plt.Figure, path: Path) -> Path:

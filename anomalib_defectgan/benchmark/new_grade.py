@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ import pandas as pd
 
 from anomalib_defectgan.benchmark.classifier_run import ArmResult, ClassifierSettings, train_and_test
 from anomalib_defectgan.benchmark.new_grade_protocol import ARMS, NewGradeSplit, arm_manifest, new_grade_split
-from anomalib_defectgan.benchmark.results_table import format_table, reductions, summarize
+from anomalib_defectgan.benchmark.results_table import format_table, json_safe, reductions, summarize
 from anomalib_defectgan.data.manifest import read_manifest, write_manifest
 from anomalib_defectgan.errors import DefectGanError
 from anomalib_defectgan.utils.atomic import atomic_write_text
@@ -159,7 +158,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
                 result = train_and_test(path, make_generator(arm, donors, generator_dir, seed), settings, seed,
                                         arm_dir / "anomalib", name=f"{title}_{arm}")
                 seconds = time.perf_counter() - started
-                atomic_write_text(finished, json.dumps(_finite_or_null({
+                atomic_write_text(finished, json.dumps(json_safe({
                     "metrics": result.metrics, "labels": result.labels.tolist(), "scores": result.scores.tolist(),
                     "predicted": result.predicted.tolist(), "image_paths": result.image_paths, "seconds": seconds})))
             rows.append({"arm": arm, "seed": seed, **result.metrics, "seconds": seconds})
@@ -175,9 +174,9 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         "seeds": seeds,
         "settings": asdict(settings),
         "generator_dir": str(generator_dir) if generator_dir else None,
-        "test_images": int(len(split.test)),
+        "test_images": len(split.test),
         "test_defects": int((split.test["label"] == "defect").sum()),
-        "donors": int(len(split.donors)),
+        "donors": len(split.donors),
         "summary": {arm: {m: summary.loc[arm, (m, "mean")] for m in ("error", "auroc", "ap", "pixel_auroc")}
                     for arm in summary.index},
         "relative_error_reduction": found,
@@ -189,20 +188,11 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         lines.append(f"Relative error reduction of DefectGAN: vs none {found['vs_none']:+.1%}, vs best baseline "
                      f"({found['best_baseline']}) {found['vs_best_baseline']:+.1%}.")
     atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
-    atomic_write_text(out / "results.json", json.dumps(_finite_or_null(results), indent=2))
+    atomic_write_text(out / "results.json", json.dumps(json_safe(results), indent=2))
     print("\n".join(lines), flush=True)
     results["arm_results"] = last
     return results
 
-
-def _finite_or_null(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _finite_or_null(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite_or_null(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -90,3 +91,14 @@ def reductions(summary: pd.DataFrame, ours: str, plain: str, baselines: Sequence
         "vs_best_baseline": relative_error_reduction(error[ours], error[best]) if best else float("nan"),
         "best_baseline": best or "",
     }
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, inf) replaced by None, so JSON stays standard."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

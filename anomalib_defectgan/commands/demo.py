@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from anomalib_defectgan.benchmark.export_check import export_and_compare
 from anomalib_defectgan.benchmark.figures import error_bars, roc_figure, sample_grid
 from anomalib_defectgan.benchmark.new_grade import REPO_CONFIGS, prepare_dataset, run_benchmark
 from anomalib_defectgan.benchmark.new_grade_protocol import new_grade_split
-from anomalib_defectgan.benchmark.results_table import summarize
+from anomalib_defectgan.benchmark.results_table import json_safe, summarize
 from anomalib_defectgan.data.manifest import read_manifest
 from anomalib_defectgan.utils.atomic import atomic_write_text
 
@@ -57,15 +56,6 @@ def _generate_samples(out: Path, data: Path, generator_dir: Path, donors: Path, 
     return [{"donor": row.get("donor_path", ""), "canvas": row.get("normal_path", ""), "output": row["image_path"],
              "mask": row["mask_path"]} for _, row in defects.iterrows()]
 
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def run_demo(out: Path, profile: str) -> dict[str, Any]:
@@ -102,7 +92,7 @@ def run_demo(out: Path, profile: str) -> dict[str, Any]:
     parity = export_and_compare(chosen.engine, chosen.model, chosen.image_paths, out / "export")
     report = {"profile": profile, "new_grade": NEW_GRADE, "best_arm": best, "openvino": parity, "figures": figures,
               "benchmark": results, "seconds": time.perf_counter() - started}
-    atomic_write_text(out / "report.json", json.dumps(_finite(report), indent=2))
+    atomic_write_text(out / "report.json", json.dumps(json_safe(report), indent=2))
     table = (out / "benchmark" / "results.md").read_text().split("\n", 2)[2]
     atomic_write_text(out / "report.md", "\n".join([
         f"# defectgan demo ({profile})", "",

@@ -19,7 +19,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from anomalib_defectgan.data.batch import MASK_KIND_IDS, DefectBatch, GanBatch
-from anomalib_defectgan.data.crops import FLIP_MODES, augment, crop_window, donor_centre, fit_to_crop, random_centre
+from anomalib_defectgan.data.crops import (
+    FLIP_MODES,
+    augment,
+    crop_window,
+    donor_centre,
+    fit_to_crop,
+    random_centre,
+)
 from anomalib_defectgan.data.image_io import read_image, read_mask
 from anomalib_defectgan.data.manifest import GOOD_CLASS, SPLITS, read_manifest, vocabularies
 from anomalib_defectgan.errors import DefectGanError, ManifestError
