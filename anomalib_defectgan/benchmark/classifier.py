@@ -139,6 +139,16 @@ def _compile(xml: Path, shape: tuple[int, ...] | None, threads: int | None):
     return core.compile_model(network, "CPU", config)
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _output(compiled: Any, name: str) -> Any:
     for output in compiled.outputs:
         if name in output.get_names():
@@ -189,7 +199,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             size = model.input_size or (args.image_size, args.image_size)
             results: dict[str, Any] = {
                 "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                "cpu": _cpu_name(), "cores": os.cpu_count(),
                 "torch_threads": torch.get_num_threads(), "backbone": model.hparams.get("backbone"),
                 "input": list(size), "test_images": len(images), "latency_ms": {}, "auroc": {}}
             with torch.inference_mode():
