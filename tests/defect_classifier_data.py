@@ -51,9 +51,14 @@ class Trained:
     world: Path
 
 
+_TRAINED: list[Trained] = []  # test modules import the fixture separately; train only once per session
+
+
 @pytest.fixture(scope="session")
 def trained_classifier(tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    """Fit a 64 px resnet18 DefectClassifier for 2 epochs (32 steps of 4 images) through anomalib's Engine."""
+    """Fit a 64 px resnet18 DefectClassifier for 2 epochs (26 steps of 4 images) through anomalib's Engine."""
+    if _TRAINED:
+        return _TRAINED[0]
     from anomalib.engine import Engine
 
     from anomalib_defectgan.data import DefectAugmented
@@ -71,4 +76,5 @@ def trained_classifier(tmp_path_factory: pytest.TempPathFactory) -> Trained:
         warnings.simplefilter("ignore")
         engine.fit(model, datamodule=datamodule)
     ckpt = Path(engine.trainer.checkpoint_callback.best_model_path or engine.trainer.checkpoint_callback.last_model_path)
-    return Trained(model.eval(), datamodule, ckpt, world)
+    _TRAINED.append(Trained(model.eval(), datamodule, ckpt, world))
+    return _TRAINED[0]
