@@ -24,7 +24,7 @@ class ClassifierSettings:
 
     backbone: str = "resnet18"
     image_size: int = 128
-    max_epochs: int = 5
+    max_steps: int = 200
     batch_size: int = 16
     synthetic_ratio: float = 0.5
     synthetic_val: bool = True
@@ -101,8 +101,12 @@ def train_and_test(manifest: str | Path, generator: Callable | None, settings: C
     model = DefectClassifier(backbone=settings.backbone, image_size=settings.image_size, lr=settings.lr,
                              post_processor=PostProcessor(enable_normalization=False), visualizer=False,
                              **settings.extra)
-    engine = Engine(default_root_dir=str(work_dir), max_epochs=settings.max_epochs, accelerator=settings.accelerator,
-                    devices=1, logger=False, enable_progress_bar=settings.progress, enable_model_summary=False)
+    # A fixed number of optimizer steps, validated once at the end: arms whose training set is
+    # only good images (a few batches per epoch) get as much training as the others.
+    engine = Engine(default_root_dir=str(work_dir), max_steps=settings.max_steps, max_epochs=-1,
+                    val_check_interval=settings.max_steps, check_val_every_n_epoch=None,
+                    accelerator=settings.accelerator, devices=1, logger=False, enable_progress_bar=settings.progress,
+                    enable_model_summary=False)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning)
         engine.fit(model=model, datamodule=datamodule)

@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--donor-shots", type=int, help="at most this many real donor defects per class")
     parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=200, help="classifier optimizer steps (same for every arm)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--synthetic-ratio", type=float, default=0.5)
@@ -247,7 +247,7 @@ def main(argv: list[str]) -> int:
         if not title:
             raise DefectGanError("--new-grade is required with --dataset manifest")
         split = new_grade_split(frame, title, donor_shots=args.donor_shots, seed=args.data_seed)
-    settings = ClassifierSettings(backbone=args.backbone, image_size=args.image_size, max_epochs=args.epochs,
+    settings = ClassifierSettings(backbone=args.backbone, image_size=args.image_size, max_steps=args.steps,
                                   batch_size=args.batch_size, synthetic_ratio=args.synthetic_ratio)
     run_benchmark(split, title, out, args.arms, args.seeds, settings, args.gan_config, args.gan_steps,
                   Path(args.generator) if args.generator else None, frame,

@@ -33,13 +33,13 @@ NEW_GRADE = "pickled"
 PROFILES: dict[str, dict[str, Any]] = {
     # Test-sized: a few minutes on 2 CPU cores. Numbers mean nothing at this size.
     "smoke": dict(size=64, per_class=2, good_per_grade=8, gan_config="tiny.yaml", gan_steps=20, image_size=64,
-                  epochs=1, batch_size=8, seeds=[0], samples=4),
+                  steps=6, batch_size=8, seeds=[0], samples=4),
     # About 15 minutes on 2 CPU cores.
     "quick": dict(size=128, per_class=10, good_per_grade=30, gan_config="cpu.yaml", gan_steps=None,
-                  gan_max_time="00:00:06:00", image_size=128, epochs=4, batch_size=16, seeds=[0], samples=8),
+                  gan_max_time="00:00:06:00", image_size=128, steps=150, batch_size=16, seeds=[0], samples=8),
     # Sized for a GPU.
     "full": dict(size=256, per_class=40, good_per_grade=120, gan_config="steel_256.yaml", gan_steps=None,
-                 image_size=256, epochs=20, batch_size=32, seeds=[0, 1, 2], samples=12),
+                 image_size=256, steps=3000, batch_size=32, seeds=[0, 1, 2], samples=12),
 }
 
 
@@ -66,7 +66,7 @@ def run_demo(out: Path, profile: str) -> dict[str, Any]:
     print(f"[1/6] procedural steel world -> {out / 'data'}", flush=True)
     data = prepare_dataset("steel-world", out, None, None, settings_of["size"], settings_of["per_class"],
                            settings_of["good_per_grade"], seed=0)
-    settings = ClassifierSettings(image_size=settings_of["image_size"], max_epochs=settings_of["epochs"],
+    settings = ClassifierSettings(image_size=settings_of["image_size"], max_steps=settings_of["steps"],
                                   batch_size=settings_of["batch_size"])
     print("[2/6]+[4/6] GAN, then DefectClassifier x 4 arms (none, perlin, cutpaste, defectgan)", flush=True)
     frame = read_manifest(data)
