@@ -218,7 +218,7 @@ class DefectAugmented(AnomalibDataModule):
         self.real_defects_in_train = real_defects_in_train
         self.synthetic_val = synthetic_val
         self.synthetic_test = synthetic_test
-        self._rng = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
+        self._rng = torch.Generator().manual_seed(seed if seed is not None else int(torch.randint(2**62, ()).item()))
 
     @property
     def name(self) -> str:
