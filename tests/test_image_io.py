@@ -48,3 +48,13 @@ def test_write_is_byte_deterministic_and_leaves_no_temp_files(tmp_path: Path) ->
     write_image(tmp_path / "b.png", pixels)
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]
+
+
+def test_written_files_get_ordinary_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    write_image(tmp_path / "p.png", np.zeros((4, 4), np.uint8))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "p.png").stat().st_mode) == 0o666 & ~umask
