@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pandas as pd
@@ -41,10 +42,15 @@ def test_batch_shapes_dtypes_and_roles(manifest: Path, channels: int) -> None:
 
 def test_batches_are_deterministic_and_change_with_epoch(manifest: Path) -> None:
     def first(epoch: int, workers: int = 0) -> GanBatch:
-        dm = DefectDataModule(str(manifest), crop_size=32, batch_size=4, num_workers=workers, seed=3)
+        # spawn: other tests in this process load OpenVINO, whose threads make fork() unsafe.
+        dm = DefectDataModule(str(manifest), crop_size=32, batch_size=4, num_workers=workers, seed=3,
+                              multiprocessing_context="spawn")
         loader = dm.train_dataloader()
         loader.sampler.set_epoch(epoch)
-        return next(iter(loader))
+        batch = next(iter(loader))
+        del loader  # shut persistent workers down now, not at some later garbage collection
+        gc.collect()
+        return batch
 
     a, b, c = first(0), first(0, workers=2), first(1)
     assert torch.equal(a.donor.image, b.donor.image) and torch.equal(a.canvas.image, b.canvas.image)

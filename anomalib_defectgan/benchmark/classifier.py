@@ -23,7 +23,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from anomalib_defectgan.benchmark.machine import cpu_name
 from anomalib_defectgan.errors import DefectGanError
 from anomalib_defectgan.utils.atomic import atomic_write_text
 
@@ -139,15 +139,6 @@ def _compile(xml: Path, shape: tuple[int, ...] | None, threads: int | None):
     return core.compile_model(network, "CPU", config)
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def _output(compiled: Any, name: str) -> Any:
     for output in compiled.outputs:
@@ -199,7 +190,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             size = model.input_size or (args.image_size, args.image_size)
             results: dict[str, Any] = {
                 "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                "cpu": _cpu_name(), "cores": os.cpu_count(),
+                "cpu": cpu_name(), "cores": os.cpu_count(),
                 "torch_threads": torch.get_num_threads(), "backbone": model.hparams.get("backbone"),
                 "input": list(size), "test_images": len(images), "latency_ms": {}, "auroc": {}}
             with torch.inference_mode():

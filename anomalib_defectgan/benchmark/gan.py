@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import torch
 import yaml
 
+from anomalib_defectgan.benchmark.machine import cpu_name
 from anomalib_defectgan.data.batch import MASK_KIND_IDS, DefectBatch, GanBatch
 from anomalib_defectgan.errors import DefectGanError
 from anomalib_defectgan.utils.atomic import atomic_write_text
@@ -141,7 +141,7 @@ def main(argv: list[str]) -> int:
     cpu = torch.device("cpu")
     results: dict[str, Any] = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
+        "cpu": cpu_name(), "torch_threads": torch.get_num_threads(),
         "tiny_cpu": time_iterations(args.tiny_config, args.tiny_steps, None, cpu),
     }
     print(json.dumps({"tiny_cpu": results["tiny_cpu"]}, indent=2), flush=True)

@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from anomalib_defectgan.benchmark.machine import machine_summary
 
 TINY = {"base_channels": 16, "max_channels": 64, "zd_channels": 8, "sd_dim": 16, "zt_dim": 64, "w_dim": 64,
         "embed_dim": 16, "mapping_layers": 2}
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     gan = load_generator(checkpoint)
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {platform.processor() or platform.platform()}, {os.cpu_count()} CPUs",
+        "machine": machine_summary(),
         "torch_threads": torch.get_num_threads(), "size": args.size, "batch": args.batch, "iters": args.iters,
         "checkpoint": str(args.checkpoint) if args.checkpoint else "untrained TINY (64 px crops, 1 channel)",
         "generator_parameters": sum(p.numel() for p in gan.parameters()), "crop_size": gan.crop_size,

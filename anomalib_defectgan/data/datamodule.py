@@ -170,6 +170,9 @@ class DefectDataModule(pl.LightningDataModule):
         steps_per_epoch: Training batches per epoch; default: enough to see every donor once.
         val_samples: Donor/canvas pairs in the validation batch.
         cache_images: Keep decoded images in memory (per worker).
+        multiprocessing_context: Start method of worker processes (``fork``, ``spawn``,
+            ``forkserver``; None = the platform's default). Use ``spawn`` when OpenVINO or another
+            threaded runtime is already loaded in the process: forking it is unsafe.
         seed: Seed of all sampling.
     """
 
@@ -195,6 +198,7 @@ class DefectDataModule(pl.LightningDataModule):
         steps_per_epoch: int | None = None,
         val_samples: int = 8,
         cache_images: bool = True,
+        multiprocessing_context: str | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -224,6 +228,7 @@ class DefectDataModule(pl.LightningDataModule):
         self.steps_per_epoch = steps_per_epoch
         self.val_samples = val_samples
         self.cache_images = cache_images
+        self.multiprocessing_context = multiprocessing_context if num_workers > 0 else None
         self.seed = seed
         self.frame: pd.DataFrame | None = None
         self.train_set: GanBatchDataset | None = None
@@ -314,6 +319,7 @@ class DefectDataModule(pl.LightningDataModule):
     def _loader(self, dataset: GanBatchDataset, train: bool) -> DataLoader:
         return DataLoader(dataset, batch_size=None, sampler=EpochSampler(len(dataset)) if train else None,
                           num_workers=self.num_workers, collate_fn=_unbatched,
+                          multiprocessing_context=self.multiprocessing_context,
                           persistent_workers=self.num_workers > 0 and train)
 
     def train_dataloader(self) -> DataLoader:
