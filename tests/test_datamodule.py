@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import signal
 from pathlib import Path
 
 import pandas as pd
@@ -40,6 +41,16 @@ def test_batch_shapes_dtypes_and_roles(manifest: Path, channels: int) -> None:
     assert (batch.donor.mask_kind == 2).all() and (batch.canvas.mask_kind == 0).all()
 
 
+@pytest.fixture
+def restore_sigchld():
+    """torch's DataLoader installs a SIGCHLD handler in the main process when workers start; a child
+    process exiting later (any subprocess a later test runs) then crashed the interpreter."""
+    previous = signal.getsignal(signal.SIGCHLD)
+    yield
+    signal.signal(signal.SIGCHLD, previous)
+
+
+@pytest.mark.usefixtures("restore_sigchld")
 def test_batches_are_deterministic_and_change_with_epoch(manifest: Path) -> None:
     def first(epoch: int, workers: int = 0) -> GanBatch:
         # spawn: other tests in this process load OpenVINO, whose threads make fork() unsafe.
