@@ -38,8 +38,9 @@ class NewGradeSplit:
 
 def _take(frame: pd.DataFrame, fraction: float, rng: np.random.Generator) -> pd.Series:
     chosen = pd.Series(False, index=frame.index)
-    count = int(round(len(frame) * fraction))
-    if count:
+    # At least 2 (a synthetic validation split needs two good images), never all of them.
+    count = min(len(frame) - 1, max(2, round(len(frame) * fraction)))
+    if count > 0:
         chosen[rng.choice(frame.index.to_numpy(), count, replace=False)] = True
     return chosen
 
