@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("generate", "Paint synthetic defects onto a new grade's good images (anomalib Folder tree)."),
     "export": ("export", "Export the generator to OpenVINO IR."),
     "demo": ("demo", "End-to-end demo on the procedural steel world."),
-    "benchmark": ("benchmark", "Benchmarks: new-grade | generator | classifier | steel-world."),
+    "benchmark": ("benchmark", "Benchmarks (new-grade, generator, classifier, ...): 'defectgan benchmark --help'."),
 }
 
 

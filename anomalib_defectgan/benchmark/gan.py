@@ -25,8 +25,8 @@ from anomalib_defectgan.benchmark.machine import cpu_name
 from anomalib_defectgan.data.batch import MASK_KIND_IDS, DefectBatch, GanBatch
 from anomalib_defectgan.errors import DefectGanError
 from anomalib_defectgan.utils.atomic import atomic_write_text
+from anomalib_defectgan.utils.packaged_configs import resolve_config
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "defect_gan"
 CLASSES = ["good", "crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches"]
 GRADES = ["cold_rolled", "galvanized", "hot_rolled", "pickled"]
 
@@ -94,7 +94,7 @@ def time_iterations(config: str | Path, steps: int, pairs: int | None, device: t
                     bf16: bool = False) -> dict[str, Any]:
     """Average seconds per iteration over ``steps`` iterations after one warm-up iteration."""
     torch.manual_seed(0)
-    model, data = build(config, device)
+    model, data = build(resolve_config(config), device)
     pairs = pairs or int(data.get("batch_size", 8))
     goods = max(1, pairs // 2) if pairs != int(data.get("batch_size", 8)) else int(data.get("goods_per_batch", 4))
     batch = random_batch(pairs, goods, int(data.get("crop_size", 64)), int(data.get("channels", 1)), device)
@@ -126,8 +126,8 @@ def time_iterations(config: str | Path, steps: int, pairs: int | None, device: t
 def main(argv: list[str]) -> int:
     """Run the benchmark and print (and optionally save) the results as JSON."""
     parser = argparse.ArgumentParser(prog="defectgan benchmark gan", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tiny-config", default=str(CONFIGS / "tiny.yaml"))
-    parser.add_argument("--real-config", default=str(CONFIGS / "steel_256.yaml"))
+    parser.add_argument("--tiny-config", default="defect_gan/tiny.yaml")
+    parser.add_argument("--real-config", default="defect_gan/steel_256.yaml")
     parser.add_argument("--tiny-steps", type=int, default=10, help="Timed TINY iterations.")
     parser.add_argument("--real-steps", type=int, default=1, help="Timed REAL iterations on the CPU.")
     parser.add_argument("--real-pairs", type=int, default=2, help="Pairs per REAL batch on the CPU.")

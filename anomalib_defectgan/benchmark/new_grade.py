@@ -33,8 +33,8 @@ from anomalib_defectgan.benchmark.results_table import format_table, json_safe, 
 from anomalib_defectgan.data.manifest import read_manifest, write_manifest
 from anomalib_defectgan.errors import DefectGanError
 from anomalib_defectgan.utils.atomic import atomic_write_text
+from anomalib_defectgan.utils.packaged_configs import resolve_config
 
-REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_NEW_GRADE = {"steel-world": "pickled", "aitex": "fabric_03"}
 SHARED_FOLDERS = {"aitex": "aitex", "sd-saliency": "sd-saliency-900"}
 
@@ -80,7 +80,7 @@ def fit_gan(manifest: Path, config: str, out: Path, max_steps: int | None, extra
     existing = sorted(out.glob("**/generator/generator.json"))
     if existing:
         return existing[-1].parent
-    command = [sys.executable, "-m", "anomalib_defectgan.cli", "fit", "-c", config,
+    command = [sys.executable, "-m", "anomalib_defectgan.cli", "fit", "-c", str(resolve_config(config)),
                "--data.init_args.manifest", str(manifest), "--trainer.default_root_dir", str(out), *extra]
     if max_steps is not None:
         command += ["--trainer.max_steps", str(max_steps)]
@@ -218,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--synthetic-ratio", type=float, default=0.5)
     parser.add_argument("--generator", help="a trained generator folder (skips GAN training)")
-    parser.add_argument("--gan-config", default=str(REPO_CONFIGS / "defect_gan" / "cpu.yaml"))
+    parser.add_argument("--gan-config", default="defect_gan/cpu.yaml",
+                        help="defectgan fit config: a file, or a shipped name (default: %(default)s)")
     parser.add_argument("--gan-steps", type=int, help="override the GAN config's max_steps")
     parser.add_argument("--gan-max-time", help="override the GAN config's max_time (DD:HH:MM:SS)")
     parser.add_argument("--size", type=int, default=128, help="steel-world image size")

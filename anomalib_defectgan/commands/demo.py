@@ -22,7 +22,7 @@ import pandas as pd
 from anomalib_defectgan.benchmark.classifier_run import ClassifierSettings
 from anomalib_defectgan.benchmark.export_check import export_and_compare
 from anomalib_defectgan.benchmark.figures import error_bars, roc_figure, sample_grid
-from anomalib_defectgan.benchmark.new_grade import REPO_CONFIGS, prepare_dataset, run_benchmark
+from anomalib_defectgan.benchmark.new_grade import prepare_dataset, run_benchmark
 from anomalib_defectgan.benchmark.new_grade_protocol import new_grade_split
 from anomalib_defectgan.benchmark.results_table import json_safe, summarize
 from anomalib_defectgan.data.manifest import read_manifest
@@ -72,7 +72,7 @@ def run_demo(out: Path, profile: str) -> dict[str, Any]:
     frame = read_manifest(data)
     results = run_benchmark(new_grade_split(frame, NEW_GRADE), NEW_GRADE, out / "benchmark",
                             ["none", "perlin", "cutpaste", "defectgan"], settings_of["seeds"], settings,
-                            str(REPO_CONFIGS / "defect_gan" / settings_of["gan_config"]), settings_of["gan_steps"],
+                            f"defect_gan/{settings_of['gan_config']}", settings_of["gan_steps"],
                             frame=frame, resume=False,
                             gan_args=["--trainer.max_time", settings_of["gan_max_time"]] if settings_of.get("gan_max_time") else None)
     arm_results = results.pop("arm_results")
@@ -111,8 +111,9 @@ def main(argv: list[str]) -> int:
     """Entry point of ``defectgan demo``."""
     parser = argparse.ArgumentParser(prog="defectgan demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="results/demo")
-    parser.add_argument("--profile", default="quick", choices=list(PROFILES))
+    parser.add_argument("--out", default="results/demo", help="output folder (default: %(default)s)")
+    parser.add_argument("--profile", default="quick", choices=list(PROFILES),
+                        help="smoke: minutes, checks the pipeline; quick: <= 15 min on 2 CPU cores; full: sized for a GPU")
     args = parser.parse_args(argv)
     run_demo(Path(args.out), args.profile)
     return 0

@@ -1,5 +1,8 @@
 """``defectgan fit -c CONFIG [--model.* --data.* --trainer.* --ckpt_path CKPT]``: train DefectGan.
 
+``CONFIG`` is a YAML file or the name of a shipped one (``defect_gan/tiny.yaml``, ``defect_gan/cpu.yaml``,
+``defect_gan/steel_128.yaml``, ``defect_gan/steel_256.yaml``), so a wheel install needs no checkout.
+
 Built on :class:`lightning.pytorch.cli.LightningCLI` (jsonargparse), so every init argument of
 :class:`~anomalib_defectgan.models.defect_gan.DefectGan` and
 :class:`~anomalib_defectgan.data.datamodule.DefectDataModule` and every Trainer flag can be set in
@@ -30,6 +33,17 @@ class DefectGanCLI(LightningCLI):
         return super()._instantiate_trainer(config, callbacks)
 
 
+def _shipped_configs(args: list[str]) -> list[str]:
+    """Replace ``-c NAME`` / ``--config NAME`` that is not a file by the shipped config of that name."""
+    from anomalib_defectgan.utils.packaged_configs import resolve_config
+
+    out = list(args)
+    for index, value in enumerate(out[:-1]):
+        if value in {"-c", "--config"} and not out[index + 1].startswith("-"):
+            out[index + 1] = str(resolve_config(out[index + 1]))
+    return out
+
+
 def main(argv: list[str]) -> int:
     """Run the CLI with the ``fit`` subcommand.
 
@@ -42,7 +56,7 @@ def main(argv: list[str]) -> int:
     from anomalib_defectgan.data.datamodule import DefectDataModule
     from anomalib_defectgan.models.defect_gan import DefectGan
 
-    args = list(argv)
+    args = _shipped_configs(list(argv))
     if args and args[0] == "fit":
         args = args[1:]
     # LightningCLI reads sys.argv (not args=...), so that DDP's launcher, which re-runs
