@@ -12,6 +12,7 @@ BENCHMARKS = {
     "classifier": ("classifier", "DefectClassifier: PyTorch eager vs OpenVINO FP32/FP16/INT8 latency."),
     "steel-world": ("steel_world", "Procedural steel world rendering speed (img/s)."),
     "gan": ("gan", "DefectGan training speed (steps/s, time per pair)."),
+    "gan-quality": ("gan_quality", "Generated defects judged by an evaluator trained on real crops (no FID)."),
 }
 
 
