@@ -184,3 +184,32 @@ def test_transfer_empty_gan_mask_leaves_the_image_alone(world: dict[str, Path]) 
     images = torch.rand(3, 1, 40, 40)
     augmented, mask = never(images)
     assert torch.equal(augmented, images) and not mask.any() and never.last_info == [None] * 3
+
+
+@pytest.mark.parametrize("dilation", [0, 2])
+def test_donor_mask_source_paints_exactly_the_donors_label(world: dict[str, Path], dilation: int) -> None:
+    from anomalib_defectgan.generators.placement import Placement
+
+    gen = DefectTransferGenerator(world["gen"], world["bank"], probability=1.0, seed=3, cache_dir=world["cache"],
+                                  mask_source="donor", mask_dilation=dilation, edge_margin=0)
+    images = torch.rand(6, 1, 80, 80)
+    augmented, mask = gen(images)
+    paths = [donor.path for donor in gen.bank.donors]
+    size = gen.crop_size
+    for i, info in enumerate(gen.last_info):
+        _, label = gen.bank.window(paths.index(info["donor_path"]), size, 1)
+        expected = Placement(0, 0, info["flip_h"], info["flip_v"], info["rot90"]).orient(label)[None] >= 0.5
+        if dilation:
+            expected = torch.nn.functional.max_pool2d(expected.float(), 2 * dilation + 1, 1, dilation) > 0.5
+        window = (slice(info["top"], info["top"] + size), slice(info["left"], info["left"] + size))
+        assert torch.equal(mask[i, 0][window].bool(), expected[0, 0])
+        assert mask[i].sum() == mask[i, 0][window].sum(), "nothing outside the window"
+    assert torch.equal(augmented[mask.expand_as(augmented) == 0], images[mask.expand_as(images) == 0])
+
+
+def test_mask_source_is_checked(world: dict[str, Path]) -> None:
+    with pytest.raises(ValueError, match="mask_source"):
+        DefectTransferGenerator(world["gen"], world["bank"], mask_source="union", cache_dir=world["cache"])
+    with pytest.raises(ValueError, match="mask_dilation"):
+        DefectTransferGenerator(world["gen"], world["bank"], mask_source="donor", mask_dilation=-1,
+                                cache_dir=world["cache"])

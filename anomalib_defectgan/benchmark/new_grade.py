@@ -92,7 +92,7 @@ def fit_gan(manifest: Path, config: str, out: Path, max_steps: int | None, extra
     return found[-1].parent
 
 
-def make_generator(arm: str, donors: Path, generator_dir: Path | None, seed: int) -> Any:
+def make_generator(arm: str, donors: Path, generator_dir: Path | None, seed: int, mask_source: str = "gan") -> Any:
     """The synthetic-defect generator of an arm (``None`` for the real-data-only arm)."""
     if arm == "none":
         return None
@@ -106,13 +106,13 @@ def make_generator(arm: str, donors: Path, generator_dir: Path | None, seed: int
         return CutPasteGenerator(donors, probability=1.0, seed=seed)
     from anomalib_defectgan.generators import DefectTransferGenerator
 
-    return DefectTransferGenerator(generator_dir, donors, probability=1.0, seed=seed)
+    return DefectTransferGenerator(generator_dir, donors, probability=1.0, seed=seed, mask_source=mask_source)
 
 
 def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], seeds: list[int],
                   settings: ClassifierSettings, gan_config: str, gan_steps: int | None,
                   generator_dir: Path | None = None, frame: pd.DataFrame | None = None,
-                  gan_args: list[str] | None = None, resume: bool = True) -> dict[str, Any]:
+                  gan_args: list[str] | None = None, resume: bool = True, mask_source: str = "gan") -> dict[str, Any]:
     """Run every arm for every seed; write runs.csv, results.md and results.json under ``out``.
 
     Args:
@@ -128,6 +128,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         frame: The whole manifest; its other grades' good images become extra GAN canvases.
         gan_args: Extra ``defectgan fit`` arguments.
         resume: Reuse finished runs (``runs/<arm>_seed<k>/result.json``) instead of training again.
+        mask_source: ``DefectTransferGenerator``'s ``mask_source`` (``gan`` or ``donor``).
 
     Returns:
         The results dictionary written to ``results.json`` (plus ``arm_results``, the last seed's
@@ -155,7 +156,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
             else:
                 path = write_manifest(arm_manifest(split, arm), arm_dir / "manifest.csv")
                 started = time.perf_counter()
-                result = train_and_test(path, make_generator(arm, donors, generator_dir, seed), settings, seed,
+                result = train_and_test(path, make_generator(arm, donors, generator_dir, seed, mask_source), settings, seed,
                                         arm_dir / "anomalib", name=f"{title}_{arm}")
                 seconds = time.perf_counter() - started
                 atomic_write_text(finished, json.dumps(json_safe({
@@ -174,6 +175,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         "seeds": seeds,
         "settings": asdict(settings),
         "generator_dir": str(generator_dir) if generator_dir else None,
+        "mask_source": mask_source,
         "test_images": len(split.test),
         "test_defects": int((split.test["label"] == "defect").sum()),
         "donors": len(split.donors),
@@ -218,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--synthetic-ratio", type=float, default=0.5)
     parser.add_argument("--generator", help="a trained generator folder (skips GAN training)")
+    parser.add_argument("--mask-source", default="gan", choices=["gan", "donor"],
+                        help="defectgan arm: pixels a transfer may change: the GAN's mask or the donor's label")
     parser.add_argument("--gan-config", default="defect_gan/cpu.yaml",
                         help="defectgan fit config: a file, or a shipped name (default: %(default)s)")
     parser.add_argument("--gan-steps", type=int, help="override the GAN config's max_steps")
@@ -252,5 +256,6 @@ def main(argv: list[str]) -> int:
                                   batch_size=args.batch_size, synthetic_ratio=args.synthetic_ratio)
     run_benchmark(split, title, out, args.arms, args.seeds, settings, args.gan_config, args.gan_steps,
                   Path(args.generator) if args.generator else None, frame,
-                  gan_args=["--trainer.max_time", args.gan_max_time] if args.gan_max_time else None)
+                  gan_args=["--trainer.max_time", args.gan_max_time] if args.gan_max_time else None,
+                  mask_source=args.mask_source)
     return 0

@@ -29,7 +29,8 @@ from anomalib_defectgan.generators.defect_bank import GREY_WEIGHTS, DefectBank, 
 from anomalib_defectgan.generators.placement import Placement, overlap
 
 BACKENDS = ("torch", "openvino")
-CODES_VERSION = "1"
+MASK_SOURCES = ("gan", "donor")
+CODES_VERSION = "2"
 
 
 def default_cache_dir() -> Path:
@@ -91,7 +92,13 @@ class DefectTransferGenerator(nn.Module):
         backend: ``"torch"`` or ``"openvino"`` (transfer runs as an OpenVINO model on the CPU).
         grade: Grade name of the target images if the GAN was trained on it (None: unknown grade).
         mask_threshold: Soft-mask value below which a pixel is left untouched; the returned mask
-            is exactly the pixels at or above it.
+            is exactly the pixels at or above it (``mask_source="gan"``).
+        mask_source: Which pixels the transferred defect may change: ``"gan"``, the GAN's own soft
+            mask at ``mask_threshold``; or ``"donor"``, the donor's labelled mask (oriented like the
+            donor, grown by ``mask_dilation`` px), which the spatial defect code follows: masks as
+            tight as the donor's label, nothing painted away from the defect.
+        mask_dilation: Pixels the donor mask is grown by (``mask_source="donor"``), so the rim
+            the GAN blends around a defect is kept.
         rotate90: Also use quarter turns of donors (off: rolled steel is directional).
         edge_margin: How far (px) a window may stick out of the image, so that defects also land
             at the edges (None: a quarter of the crop size; 0: windows stay inside).
@@ -117,6 +124,8 @@ class DefectTransferGenerator(nn.Module):
         backend: str = "torch",
         grade: str | None = None,
         mask_threshold: float = 0.1,
+        mask_source: str = "gan",
+        mask_dilation: int = 2,
         rotate90: bool = False,
         edge_margin: int | None = None,
         cache_dir: str | Path | None = None,
@@ -130,6 +139,10 @@ class DefectTransferGenerator(nn.Module):
             raise ValueError(f"probability must be in [0, 1], got {probability}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if mask_source not in MASK_SOURCES:
+            raise ValueError(f"mask_source must be one of {MASK_SOURCES}, got {mask_source!r}")
+        if mask_dilation < 0:
+            raise ValueError(f"mask_dilation must be >= 0, got {mask_dilation}")
         gan = load_generator(checkpoint, device=device or "cpu")
         self.__dict__["gan"] = gan  # not a submodule: see the class docstring
         self.bank = load_bank(defect_bank, classes)
@@ -146,6 +159,8 @@ class DefectTransferGenerator(nn.Module):
         self.probability = probability
         self.grade = grade
         self.mask_threshold = mask_threshold
+        self.mask_source = mask_source
+        self.mask_dilation = int(mask_dilation)
         self.rotate90 = rotate90
         self.device = torch.device(device) if device is not None else None
         self.backend = backend
@@ -194,17 +209,20 @@ class DefectTransferGenerator(nn.Module):
         gan, size = self.gan, self.crop_size
         ids = [gan.classes.index(c) if c in gan.classes else 0 for c in self.bank.donor_classes]
         views_per_donor = len(self.orientations)
-        z_d, l8, s_d = [], [], []
+        z_d, l8, s_d, masks = [], [], [], []
         for start in range(0, len(self.bank), 16):  # 16 donors x their orientations per encoder call
             chunk = range(start, min(start + 16, len(self.bank)))
-            views = torch.stack([o.orient(self.bank.window(index, size, gan.channels)[0])
-                                 for index in chunk for o in self.orientations])
+            windows = [self.bank.window(index, size, gan.channels) for index in chunk]
+            views = torch.stack([o.orient(image) for image, _ in windows for o in self.orientations])
+            masks.append(torch.stack([o.orient(mask) >= 0.5 for _, mask in windows for o in self.orientations])
+                         .unflatten(0, (len(chunk), views_per_donor)).to(torch.uint8))
             codes = gan.encode(views, defect_class=[max(ids[index], 1) for index in chunk for _ in self.orientations])
             z_d.append(codes.z_d.cpu().unflatten(0, (len(chunk), views_per_donor)))
             l8.append(codes.l8.cpu().unflatten(0, (len(chunk), views_per_donor)))
             s_d.append(codes.s_d.cpu().unflatten(0, (len(chunk), views_per_donor)))
         tensors = {"z_d": torch.cat(z_d).contiguous(), "l8": torch.cat(l8).contiguous(),
-                   "s_d": torch.cat(s_d).contiguous(), "class_id": torch.tensor(ids, dtype=torch.long)}
+                   "s_d": torch.cat(s_d).contiguous(), "class_id": torch.tensor(ids, dtype=torch.long),
+                   "mask": torch.cat(masks).contiguous()}
         try:
             with atomic_path(path) as tmp:
                 save_file(tensors, str(tmp), metadata={"checkpoint_sha256": self.checkpoint_hash,
@@ -264,6 +282,14 @@ class DefectTransferGenerator(nn.Module):
             pending = self._paint(padded, pending, augmented, masks)
         return as_output(augmented, masks, single)
 
+    def _donor_masks(self, chosen: list[tuple[int, int, int, int, int]]) -> Tensor:
+        """The oriented, grown donor masks ``[N, 1, c, c]`` (bool) of the chosen (image, donor, orientation, ...)."""
+        masks = torch.stack([self.codes["mask"][donor, orient] for _, donor, orient, _, _ in chosen]).float()
+        if self.mask_dilation:
+            width = 2 * self.mask_dilation + 1
+            masks = F.max_pool2d(masks, width, stride=1, padding=self.mask_dilation)
+        return masks > 0.5
+
     def _paint(self, padded: Tensor, indices: list[int], augmented: Tensor, masks: Tensor) -> list[int]:
         """Draw donor, orientation and window for images ``indices``, paint them in place.
 
@@ -283,7 +309,7 @@ class DefectTransferGenerator(nn.Module):
         gan_windows = to_channels(windows, self.gan.channels)
         painted, soft = self._transfer(gan_windows, torch.tensor([c[1] for c in chosen]),
                                        torch.tensor([c[2] for c in chosen]))
-        keep = soft >= self.mask_threshold
+        keep = soft >= self.mask_threshold if self.mask_source == "gan" else self._donor_masks(chosen).to(soft.device)
         if self.gan.channels == windows.shape[1]:
             result = painted.clamp(0.0, 1.0)
         else:  # paint the GAN's luminance change onto the input's channels
