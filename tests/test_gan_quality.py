@@ -145,6 +145,8 @@ def test_end_to_end_json_has_every_metric(world: tuple[Path, Path], new_grade: s
         assert math.isfinite(frechet[name]["mean"]) and frechet[name]["mean"] >= 0
         assert frechet[name]["half"] == frechet["reference_defects"] // 2
     for arm in ("defectgan", "cutpaste"):
+        assert frechet[arm]["ratio_to_real"] == pytest.approx(frechet[arm]["mean"] / frechet["real_vs_real"]["mean"])
+    for arm in ("defectgan", "cutpaste"):
         row = results["generated"][arm]
         assert row["samples"] == 8
         for key in ("class_accuracy", "grade_accuracy", "mask_iou", "leak", "predicted_good"):

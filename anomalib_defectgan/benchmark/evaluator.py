@@ -86,7 +86,7 @@ class CropSampler:
 
 
 def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.GroupNorm(min(8, cout), cout),
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
                          nn.ReLU(inplace=True))
 
 
@@ -187,7 +187,7 @@ def balanced_rows(sampler: CropSampler, count: int, rng: np.random.Generator) ->
 
 
 def train_evaluator(train: pd.DataFrame, classes: list[str], grades: list[str], crop: int, channels: int,
-                    steps: int = 300, batch_size: int = 32, lr: float = 2e-3, seed: int = 0,
+                    steps: int = 300, batch_size: int = 32, lr: float = 3e-3, seed: int = 0,
                     log_every: int = 100) -> Evaluator:
     """Train the evaluator from scratch on real crops of ``train`` (class-balanced batches, flips).
 

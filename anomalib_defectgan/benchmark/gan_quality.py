@@ -458,7 +458,8 @@ def format_report(results: dict[str, Any]) -> str:
 
     def frechet(name: str) -> str:
         entry = fd[name]
-        return f"{_cell(entry['mean'], 2)} +- {_cell(entry['std'], 2)}"
+        ratio = f" (x{_cell(entry['ratio_to_real'], 2)} real)" if "ratio_to_real" in entry else ""
+        return f"{_cell(entry['mean'], 2)} +- {_cell(entry['std'], 2)}{ratio}"
 
     real = results["evaluator"]
     lines = ["| images | n | class acc | grade acc | Frechet to real (V features) | mask IoU | leak |",
@@ -506,6 +507,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for arm in ARMS:
         scores[arm], features[arm] = score_generated(evaluator, samples[arm], args.batch_size)
     frechet = matched_frechet(reference, features, repeats=args.repeats, seed=args.seed)
+    anchor = frechet["real_vs_real"]["mean"]
+    for arm in ARMS:
+        frechet[arm]["ratio_to_real"] = frechet[arm]["mean"] / anchor if anchor > 0 else math.nan
     results = {
         "benchmark": "gan-quality",
         "argv": list(getattr(args, "argv", []) or []),
