@@ -545,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
                                             "(default: canvases of every grade, donors of another grade)")
     parser.add_argument("--num", type=int, default=256, help="generated samples per generator (default: %(default)s)")
     parser.add_argument("--crop", type=int, help="crop side (default: the generator's crop size)")
-    parser.add_argument("--evaluator-steps", type=int, default=300, help="evaluator training steps (default: %(default)s)")
+    parser.add_argument("--evaluator-steps", type=int, default=1000, help="evaluator training steps (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=32, help="evaluator / generator batch (default: %(default)s)")
     parser.add_argument("--val-crops", type=int, default=4, help="crops per val row for the reference accuracy")
     parser.add_argument("--repeats", type=int, default=20, help="random halves for the Frechet distances")
