@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from anomalib_defectgan.benchmark.new_grade_protocol import arm_manifest, new_grade_split
+from anomalib_defectgan.benchmark.new_grade_protocol import ARMS, arm_manifest, new_grade_split
 from anomalib_defectgan.data.manifest import read_manifest
 from anomalib_defectgan.errors import DefectGanError
 from tests.helpers import write_blob_dataset
@@ -66,3 +66,22 @@ def test_few_shot_patches_hold_out_whole_images(tmp_path: Path) -> None:
     corners = clean_windows(mask, 8)
     assert len(corners) and all(not mask[y:y + 8, x:x + 8].any() for y, x in corners)
     assert [6, 6] in corners.tolist() and [0, 0] not in corners.tolist()
+
+
+def test_few_shot_arm_manifests_are_valid_for_every_arm(tmp_path: Path) -> None:
+    """The none arm trains on the shots and validates on copies of them: no file listed twice."""
+    from anomalib_defectgan.benchmark.few_shot_patches import few_shot_patch_split
+    from anomalib_defectgan.data.image_io import read_image
+    from anomalib_defectgan.data.manifest import write_manifest
+
+    frame = read_manifest(write_blob_dataset(tmp_path / "d", size=48, per_class=5, goods=2))
+    split = few_shot_patch_split(frame, tmp_path / "patches", patch=16, test_per_class=2, shots=1, seed=0)
+    for arm in ARMS:
+        path = write_manifest(arm_manifest(split, arm), tmp_path / arm / "manifest.csv")
+        rows = read_manifest(path)
+        assert rows["image_path"].is_unique
+    val_defects = split.val[split.val["label"] == "defect"].sort_values("origin_path")
+    donors = split.donors.sort_values("origin_path")
+    assert set(val_defects["image_path"]).isdisjoint(donors["image_path"])
+    for val_path, donor_path in zip(val_defects["image_path"], donors["image_path"], strict=True):
+        assert (read_image(val_path) == read_image(donor_path)).all(), "validation copies are the shots' pixels"

@@ -5,7 +5,10 @@ contain no defect pixel. Per class, ``test_per_class`` images are held out: thei
 patches and clean patches form the test split. Training uses clean patches of the other images
 and only ``shots`` real defect images per class, either directly (arm ``none``, with the same
 flips every arm gets) or as donors for the generators. Validation: a fifth of the training
-clean patches plus the donor patches (the same for every arm).
+clean patches plus copies of the donor patches (the same for every arm; the generator arms
+replace them by synthetic defects). With ``shots`` real defects per class there are no others,
+so the ``none`` arm picks its threshold on copies of its own training shots (a manifest cannot
+list one file twice, hence the ``_val`` copies).
 """
 
 from __future__ import annotations
@@ -64,32 +67,35 @@ def few_shot_patch_split(frame: pd.DataFrame, out: str | Path, patch: int = 128,
     out = Path(out)
     rng = np.random.default_rng(seed)
     defects = frame[(frame["label"] == "defect") & (frame["mask_path"] != "")]
-    roles: dict[str, list[dict]] = {"test": [], "train_good": [], "donor": []}
+    roles: dict[str, list[dict]] = {"test": [], "train_good": [], "donor": [], "val_defect": []}
     for defect_class, group in sorted(defects.groupby("defect_class")):
         if len(group) < test_per_class + shots:
             raise DefectGanError(f"class {defect_class!r} has {len(group)} images; the protocol needs "
                                  f"test_per_class + shots = {test_per_class + shots}")
         order = group.loc[rng.permutation(group.index)]
-        for rank, (_, row) in enumerate(order.iterrows()):
+        for rank, (index, row) in enumerate(order.iterrows()):
             role = "test" if rank < test_per_class else "donor" if rank < test_per_class + shots else "train_good"
             image = read_image(row["image_path"], channels=1)
             mask = read_mask(row["mask_path"], image.shape[:2])
             if min(mask.shape) < patch:
                 raise DefectGanError(f"{row['image_path']}: image smaller than the {patch}px patch")
-            stem = Path(row["image_path"]).stem
+            stem = f"r{index}_{Path(row['image_path']).stem}"  # unique: file names repeat across folders
             if role in ("test", "donor"):
                 ys, xs = np.nonzero(mask)
                 top, left = crop_window(mask.shape, patch, (int(ys.mean()), int(xs.mean())))
                 roles[role].append(_write_patch(image, mask, top, left, patch, f"{stem}_defect", out, row, "defect"))
+                if role == "donor":
+                    roles["val_defect"].append(_write_patch(image, mask, top, left, patch, f"{stem}_defect_val", out,
+                                                            row, "defect"))
             if role in ("test", "train_good"):
                 corners = clean_windows(mask, patch)
                 for k, pick in enumerate(rng.permutation(len(corners))[:clean_per_image if role == "train_good" else 1]):
                     top, left = corners[pick]
                     roles[role].append(_write_patch(image, mask, int(top), int(left), patch, f"{stem}_clean{k}", out,
                                                      row, "good"))
-    test, goods, donors = (pd.DataFrame(roles[k]) for k in ("test", "train_good", "donor"))
+    test, goods, donors, val_defects = (pd.DataFrame(roles[k]) for k in ("test", "train_good", "donor", "val_defect"))
     if goods.empty or (test["label"] == "good").sum() == 0:
         raise DefectGanError(f"no clean {patch}px patches found: use a smaller patch")
     val_goods = goods.sample(frac=0.2, random_state=seed)
-    return NewGradeSplit(train_goods=goods.drop(val_goods.index), val=pd.concat([val_goods, donors]), test=test,
+    return NewGradeSplit(train_goods=goods.drop(val_goods.index), val=pd.concat([val_goods, val_defects]), test=test,
                          donors=donors)
