@@ -123,7 +123,8 @@ def test_generate_with_defectgan_checkpoint(inputs: tuple[Path, Path], tmp_path:
     defects = frame[frame.label == "defect"]
     assert len(defects) == 3 and set(defects.generator) == {"defectgan"} and set(defects.window) == {"32"}
     assert read_image(defects.image_path.iloc[0], channels=3).shape == (40, 40, 3)
-    nothing = _args(normals, bank, tmp_path / "none", 2, "--checkpoint", str(checkpoint), "--mask-threshold", "2")
+    nothing = _args(normals, bank, tmp_path / "none", 2, "--checkpoint", str(checkpoint), "--mask-threshold", "2",
+                    "--mask-source", "gan")
     nothing[nothing.index("cutpaste")] = "defectgan"
     assert cli(nothing) == 2, "a generator that paints nothing is an error, not an empty dataset"
     assert not (tmp_path / "none" / "manifest.csv").exists()

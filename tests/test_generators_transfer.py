@@ -180,6 +180,7 @@ def test_transfer_contract_property(gen: DefectTransferGenerator, channels: int,
 def test_transfer_empty_gan_mask_leaves_the_image_alone(world: dict[str, Path]) -> None:
     """A GAN mask that never reaches the threshold: after the redraws, nothing is painted or claimed."""
     never = DefectTransferGenerator(world["gen"], world["bank"], probability=1.0, seed=0, mask_threshold=1.01,
+                                    mask_source="gan",
                                     cache_dir=world["cache"])
     images = torch.rand(3, 1, 40, 40)
     augmented, mask = never(images)

@@ -92,7 +92,7 @@ def fit_gan(manifest: Path, config: str, out: Path, max_steps: int | None, extra
     return found[-1].parent
 
 
-def make_generator(arm: str, donors: Path, generator_dir: Path | None, seed: int, mask_source: str = "gan") -> Any:
+def make_generator(arm: str, donors: Path, generator_dir: Path | None, seed: int, mask_source: str = "donor") -> Any:
     """The synthetic-defect generator of an arm (``None`` for the real-data-only arm)."""
     if arm == "none":
         return None
@@ -112,7 +112,7 @@ def make_generator(arm: str, donors: Path, generator_dir: Path | None, seed: int
 def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], seeds: list[int],
                   settings: ClassifierSettings, gan_config: str, gan_steps: int | None,
                   generator_dir: Path | None = None, frame: pd.DataFrame | None = None,
-                  gan_args: list[str] | None = None, resume: bool = True, mask_source: str = "gan") -> dict[str, Any]:
+                  gan_args: list[str] | None = None, resume: bool = True, mask_source: str = "donor") -> dict[str, Any]:
     """Run every arm for every seed; write runs.csv, results.md and results.json under ``out``.
 
     Args:
@@ -146,8 +146,15 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         for arm in arms:
             arm_dir = out / "runs" / f"{arm}_seed{seed}"
             finished = arm_dir / "result.json"
+            run = json_safe({"settings": asdict(settings), "split_sizes": [len(split.train_goods), len(split.val),
+                                                                            len(split.test), len(split.donors)],
+                             **({"generator_dir": str(generator_dir), "mask_source": mask_source}
+                                if arm == "defectgan" else {})})
             if resume and finished.is_file():
                 saved = json.loads(finished.read_text())
+                if saved.get("run") != run:
+                    raise DefectGanError(f"{finished}: a finished run made with other settings (or by an older "
+                                         f"version); use another --out, or delete it to run again")
                 metrics = {k: float("nan") if v is None else v for k, v in saved["metrics"].items()}
                 result = ArmResult(metrics, np.array(saved["labels"]), np.array(saved["scores"]),
                                    np.array(saved["predicted"]), saved["image_paths"])
@@ -161,7 +168,8 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
                 seconds = time.perf_counter() - started
                 atomic_write_text(finished, json.dumps(json_safe({
                     "metrics": result.metrics, "labels": result.labels.tolist(), "scores": result.scores.tolist(),
-                    "predicted": result.predicted.tolist(), "image_paths": result.image_paths, "seconds": seconds})))
+                    "predicted": result.predicted.tolist(), "image_paths": result.image_paths, "seconds": seconds,
+                    "run": run})))
             rows.append({"arm": arm, "seed": seed, **result.metrics, "seconds": seconds})
             print(f"[{arm} seed {seed}] " + ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items()), flush=True)
             last[arm] = result
@@ -220,8 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--synthetic-ratio", type=float, default=0.5)
     parser.add_argument("--generator", help="a trained generator folder (skips GAN training)")
-    parser.add_argument("--mask-source", default="gan", choices=["gan", "donor"],
-                        help="defectgan arm: pixels a transfer may change: the GAN's mask or the donor's label")
+    parser.add_argument("--mask-source", default="donor", choices=["donor", "gan"],
+                        help="defectgan arm: pixels a transfer may change: the donor's label or the GAN's mask")
     parser.add_argument("--gan-config", default="defect_gan/cpu.yaml",
                         help="defectgan fit config: a file, or a shipped name (default: %(default)s)")
     parser.add_argument("--gan-steps", type=int, help="override the GAN config's max_steps")

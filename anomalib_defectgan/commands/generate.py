@@ -57,10 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", choices=("torch", "openvino"), default="torch",
                         help="DefectGAN inference backend.")
     parser.add_argument("--mask-threshold", type=float, default=0.1,
-                        help="DefectGAN soft-mask value from which a pixel counts as defect.")
-    parser.add_argument("--mask-source", choices=("gan", "donor"), default="gan",
-                        help="DefectGAN: pixels a transfer may change: the GAN's mask, or the donor's label "
-                             "grown by --mask-dilation px.")
+                        help="DefectGAN soft-mask value from which a pixel counts as defect (--mask-source gan).")
+    parser.add_argument("--mask-source", choices=("donor", "gan"), default="donor",
+                        help="DefectGAN: pixels a transfer may change: the donor's label grown by "
+                             "--mask-dilation px (default), or the GAN's mask at --mask-threshold.")
     parser.add_argument("--mask-dilation", type=int, default=2, help="Growth (px) of donor masks.")
     parser.add_argument("--channels", type=int, choices=(1, 3),
                         help="Image channels (default: 3 if the first good image is colour, else 1).")

@@ -1,0 +1,42 @@
+"""`defectgan benchmark new-grade` keeps finished runs, and refuses ones made with other settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anomalib_defectgan.benchmark import new_grade
+from anomalib_defectgan.benchmark.classifier_run import ArmResult, ClassifierSettings
+from anomalib_defectgan.benchmark.new_grade_protocol import new_grade_split
+from anomalib_defectgan.data.manifest import read_manifest
+from anomalib_defectgan.errors import DefectGanError
+from tests.helpers import write_blob_dataset
+
+
+def test_finished_runs_are_reused_only_with_the_same_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    frame = read_manifest(write_blob_dataset(tmp_path / "d", size=32, per_class=4, goods=6))
+    frame.loc[(frame["label"] == "good") & (frame.index % 3 == 0), "split"] = "test"
+    grade = sorted(frame["grade"].unique())[0]
+    split = new_grade_split(frame, grade)
+    trained = []
+
+    def fake_train(manifest, generator, settings, seed, root, name):  # noqa: ANN001, ANN202
+        trained.append(seed)
+        rows = len(split.test)
+        labels = np.arange(rows) % 2
+        return ArmResult({"error": 0.5, "auroc": 0.5 + seed / 10, "ap": 0.5, "pixel_auroc": 0.5}, labels,
+                         labels * 0.5 + 0.25, labels, [f"{i}.png" for i in range(rows)])
+
+    monkeypatch.setattr(new_grade, "train_and_test", fake_train)
+    settings = ClassifierSettings(max_steps=3, image_size=32, progress=False)
+    run = dict(split=split, title=grade, out=tmp_path / "bench", arms=["none"], seeds=[0, 1], gan_config="unused",
+               gan_steps=None)
+    first = new_grade.run_benchmark(settings=settings, **run)
+    assert trained == [0, 1]
+    again = new_grade.run_benchmark(settings=settings, **run)
+    assert trained == [0, 1], "finished runs are not trained again"
+    assert again["summary"]["none"]["auroc"] == pytest.approx(first["summary"]["none"]["auroc"]) == 0.55
+    with pytest.raises(DefectGanError, match=r"none_seed0/result\.json: a finished run made with other settings"):
+        new_grade.run_benchmark(settings=ClassifierSettings(max_steps=4, image_size=32, progress=False), **run)
