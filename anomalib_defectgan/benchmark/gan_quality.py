@@ -17,9 +17,11 @@ same real donor defects onto the same good canvases, and we report:
   (mean over channels of ``|output - canvas| > tau``), and the leak: the share of the changed
   pixels' energy (squared change) that lies outside the mask.
 
-The GAN is run raw (:meth:`DefectGanGenerator.transfer` on a crop-sized window of the canvas, soft
-mask as it comes), so leaks show; the anomalib-style ``DefectTransferGenerator`` copies the canvas
-outside its thresholded mask and cannot leak by construction.
+The GAN is judged twice on the same transfers: ``defectgan`` raw (:meth:`DefectGanGenerator.transfer`
+on a crop-sized window of the canvas, soft mask as it comes), so leaks show; and
+``defectgan_donor_masks``, composited as ``DefectTransferGenerator``'s default
+(``mask_source="donor"``) does: the GAN's pixels inside the donor's label grown by 2 px, the
+canvas elsewhere, so it cannot leak, and its mask is that region.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from anomalib_defectgan.benchmark.evaluator import CropSampler, Evaluator, train_evaluator
@@ -47,7 +50,8 @@ from anomalib_defectgan.data.manifest import read_manifest, vocabularies, write_
 from anomalib_defectgan.errors import DefectGanError
 from anomalib_defectgan.utils.atomic import atomic_write_text
 
-ARMS = ("defectgan", "cutpaste")
+ARMS = ("defectgan", "defectgan_donor_masks", "cutpaste")
+DONOR_MASK_DILATION = 2  # DefectTransferGenerator's default mask_dilation
 MIN_REFERENCE = 4
 
 
@@ -363,7 +367,7 @@ def generate(gan: Any, plan: Plan, num: int, crop: int, batch_size: int, seed: i
     position of the same canvas.
 
     Returns:
-        ``({"defectgan": ..., "cutpaste": ...}, notes)``.
+        ``({"defectgan": ..., "defectgan_donor_masks": ..., "cutpaste": ...}, notes)``.
     """
     from anomalib_defectgan.generators import CutPasteGenerator
     from anomalib_defectgan.generators.defect_bank import DefectBank
@@ -383,7 +387,7 @@ def generate(gan: Any, plan: Plan, num: int, crop: int, batch_size: int, seed: i
         bank = DefectBank(donor_manifest, grades=others)
         cut = CutPasteGenerator(bank, probability=1.0, seed=seed * 1000 + g)
         index_of = {donor.path: i for i, donor in enumerate(bank.donors)}
-        windows: dict[int, Tensor] = {}
+        windows: dict[int, tuple[Tensor, Tensor]] = {}
         mine = [path for canvas_grade, path in schedule if canvas_grade == grade]
         for start in range(0, len(mine), batch_size):
             chunk = []
@@ -397,29 +401,37 @@ def generate(gan: Any, plan: Plan, num: int, crop: int, batch_size: int, seed: i
                 results["cutpaste"].add(image, canvas, mask, centre, crop, info["defect_class"], grade, rng)
                 chunk.append((canvas, index_of[info["donor_path"]], info["defect_class"]))
             if chunk:
-                _paint_gan(gan, chunk, bank, windows, crop, grade, rng, results["defectgan"])
+                _paint_gan(gan, chunk, bank, windows, crop, grade, rng, results["defectgan"],
+                           results["defectgan_donor_masks"])
     return results, notes
 
 
-def _paint_gan(gan: Any, chunk: list[tuple[Tensor, int, str]], bank: Any, windows: dict[int, Tensor], crop: int,
-               grade: str, rng: np.random.Generator, out: Generated) -> None:
-    """Run one batched encode + transfer of the GAN and record the results."""
+def _paint_gan(gan: Any, chunk: list[tuple[Tensor, int, str]], bank: Any, windows: dict[int, tuple[Tensor, Tensor]],
+               crop: int, grade: str, rng: np.random.Generator, raw: Generated, donor_masked: Generated) -> None:
+    """Run one batched encode + transfer of the GAN and record it raw and composited in the donor's mask."""
     for _, index, _ in chunk:
         if index not in windows:
-            windows[index] = bank.window(index, crop, gan.channels)[0]
+            image, label = bank.window(index, crop, gan.channels)
+            grown = F.max_pool2d(label[None], 2 * DONOR_MASK_DILATION + 1, 1, DONOR_MASK_DILATION)[0] >= 0.5
+            windows[index] = (image, grown)
     places = []
     for canvas, _, _ in chunk:
         height, width = canvas.shape[-2:]
         places.append((int(rng.integers(height - crop + 1)), int(rng.integers(width - crop + 1))))
     canvas_windows = torch.stack([c[:, t:t + crop, l:l + crop] for (c, _, _), (t, l) in zip(chunk, places, strict=True)])
     names = [name for _, _, name in chunk]
-    codes = gan.encode(torch.stack([windows[index] for _, index, _ in chunk]), defect_class=names)
+    codes = gan.encode(torch.stack([windows[index][0] for _, index, _ in chunk]), defect_class=names)
     painted, soft = gan.transfer(canvas_windows, codes, defect_class=names, grade=[grade] * len(chunk))
-    for j, ((canvas, _, name), (top, left)) in enumerate(zip(chunk, places, strict=True)):
+    for j, ((canvas, index, name), (top, left)) in enumerate(zip(chunk, places, strict=True)):
+        area = (slice(None), slice(top, top + crop), slice(left, left + crop))
+        pixels = painted[j].float().clamp(0, 1)
         output, mask = canvas.clone(), torch.zeros_like(canvas[:1])
-        output[:, top:top + crop, left:left + crop] = painted[j].float().clamp(0, 1)
-        mask[:, top:top + crop, left:left + crop] = soft[j].float()
-        out.add(output, canvas, mask, (top + crop // 2, left + crop // 2), crop, name, grade, rng)
+        output[area], mask[area] = pixels, soft[j].float()
+        raw.add(output, canvas, mask, (top + crop // 2, left + crop // 2), crop, name, grade, rng)
+        label = windows[index][1]
+        output, mask = canvas.clone(), torch.zeros_like(canvas[:1])
+        output[area], mask[area] = torch.where(label, pixels, canvas_windows[j]), label.float()
+        donor_masked.add(output, canvas, mask, (top + crop // 2, left + crop // 2), crop, name, grade, rng)
 
 
 # ----------------------------------------------------------------------------------------- report

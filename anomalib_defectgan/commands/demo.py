@@ -34,7 +34,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     # Test-sized: a few minutes on 2 CPU cores. Numbers mean nothing at this size.
     "smoke": dict(size=64, per_class=2, good_per_grade=8, gan_config="tiny.yaml", gan_steps=20, image_size=64,
                   steps=6, batch_size=8, seeds=[0], samples=4),
-    # 6.4 minutes on 2 idle CPU cores (measured): GAN 5 min, 4 classifiers x 80 steps at 96 px.
+    # 6.6 minutes on 2 idle CPU cores (measured): GAN 5 min, 4 classifiers x 80 steps at 96 px.
     "quick": dict(size=128, per_class=10, good_per_grade=30, gan_config="cpu.yaml", gan_steps=None,
                   gan_max_time="00:00:05:00", image_size=96, steps=80, batch_size=16, seeds=[0], samples=8),
     # Sized for a GPU.
