@@ -214,3 +214,19 @@ def test_mask_source_is_checked(world: dict[str, Path]) -> None:
     with pytest.raises(ValueError, match="mask_dilation"):
         DefectTransferGenerator(world["gen"], world["bank"], mask_source="donor", mask_dilation=-1,
                                 cache_dir=world["cache"])
+
+
+def test_min_change_leaves_unrendered_pixels_unlabelled(world: dict[str, Path]) -> None:
+    images = torch.rand(6, 1, 80, 80)
+    full = DefectTransferGenerator(world["gen"], world["bank"], probability=1.0, seed=5, cache_dir=world["cache"],
+                                   edge_margin=0)
+    strict = DefectTransferGenerator(world["gen"], world["bank"], probability=1.0, seed=5, cache_dir=world["cache"],
+                                     edge_margin=0, min_change=0.05)
+    _, full_mask = full(images)
+    augmented, mask = strict(images)
+    change = (augmented - images).abs().mean(dim=1, keepdim=True)
+    assert (change[mask.bool()] >= 0.05).all(), "every labelled pixel visibly changed"
+    assert torch.equal(augmented[mask.expand_as(augmented) == 0], images[mask.expand_as(images) == 0])
+    assert (mask <= full_mask).all() and mask.sum() < full_mask.sum(), "the label shrinks to what was rendered"
+    with pytest.raises(ValueError, match="min_change"):
+        DefectTransferGenerator(world["gen"], world["bank"], min_change=1.0, cache_dir=world["cache"])

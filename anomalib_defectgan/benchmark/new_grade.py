@@ -92,7 +92,8 @@ def fit_gan(manifest: Path, config: str, out: Path, max_steps: int | None, extra
     return found[-1].parent
 
 
-def make_generator(arm: str, donors: Path, generator_dir: Path | None, seed: int, mask_source: str = "donor") -> Any:
+def make_generator(arm: str, donors: Path, generator_dir: Path | None, seed: int, mask_source: str = "donor",
+                   min_change: float = 0.0) -> Any:
     """The synthetic-defect generator of an arm (``None`` for the real-data-only arm)."""
     if arm == "none":
         return None
@@ -106,13 +107,15 @@ def make_generator(arm: str, donors: Path, generator_dir: Path | None, seed: int
         return CutPasteGenerator(donors, probability=1.0, seed=seed)
     from anomalib_defectgan.generators import DefectTransferGenerator
 
-    return DefectTransferGenerator(generator_dir, donors, probability=1.0, seed=seed, mask_source=mask_source)
+    return DefectTransferGenerator(generator_dir, donors, probability=1.0, seed=seed, mask_source=mask_source,
+                                   min_change=min_change)
 
 
 def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], seeds: list[int],
                   settings: ClassifierSettings, gan_config: str, gan_steps: int | None,
                   generator_dir: Path | None = None, frame: pd.DataFrame | None = None,
-                  gan_args: list[str] | None = None, resume: bool = True, mask_source: str = "donor") -> dict[str, Any]:
+                  gan_args: list[str] | None = None, resume: bool = True, mask_source: str = "donor",
+                  min_change: float = 0.0) -> dict[str, Any]:
     """Run every arm for every seed; write runs.csv, results.md and results.json under ``out``.
 
     Args:
@@ -129,6 +132,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         gan_args: Extra ``defectgan fit`` arguments.
         resume: Reuse finished runs (``runs/<arm>_seed<k>/result.json``) instead of training again.
         mask_source: ``DefectTransferGenerator``'s ``mask_source`` (``gan`` or ``donor``).
+        min_change: ``DefectTransferGenerator``'s ``min_change``.
 
     Returns:
         The results dictionary written to ``results.json`` (plus ``arm_results``, the last seed's
@@ -148,7 +152,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
             finished = arm_dir / "result.json"
             run = json_safe({"settings": asdict(settings), "split_sizes": [len(split.train_goods), len(split.val),
                                                                             len(split.test), len(split.donors)],
-                             **({"generator_dir": str(generator_dir), "mask_source": mask_source}
+                             **({"generator_dir": str(generator_dir), "mask_source": mask_source, "min_change": min_change}
                                 if arm == "defectgan" else {})})
             if resume and finished.is_file():
                 saved = json.loads(finished.read_text())
@@ -163,7 +167,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
             else:
                 path = write_manifest(arm_manifest(split, arm), arm_dir / "manifest.csv")
                 started = time.perf_counter()
-                result = train_and_test(path, make_generator(arm, donors, generator_dir, seed, mask_source), settings, seed,
+                result = train_and_test(path, make_generator(arm, donors, generator_dir, seed, mask_source, min_change), settings, seed,
                                         arm_dir / "anomalib", name=f"{title}_{arm}")
                 seconds = time.perf_counter() - started
                 atomic_write_text(finished, json.dumps(json_safe({
@@ -184,6 +188,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         "settings": asdict(settings),
         "generator_dir": str(generator_dir) if generator_dir else None,
         "mask_source": mask_source,
+        "min_change": min_change,
         "test_images": len(split.test),
         "test_defects": int((split.test["label"] == "defect").sum()),
         "donors": len(split.donors),
@@ -230,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--generator", help="a trained generator folder (skips GAN training)")
     parser.add_argument("--mask-source", default="donor", choices=["donor", "gan"],
                         help="defectgan arm: pixels a transfer may change: the donor's label or the GAN's mask")
+    parser.add_argument("--min-change", type=float, default=0.0,
+                        help="defectgan arm: leave pixels the transfer changed by less than this unlabelled")
     parser.add_argument("--gan-config", default="defect_gan/cpu.yaml",
                         help="defectgan fit config: a file, or a shipped name (default: %(default)s)")
     parser.add_argument("--gan-steps", type=int, help="override the GAN config's max_steps")
@@ -265,5 +272,5 @@ def main(argv: list[str]) -> int:
     run_benchmark(split, title, out, args.arms, args.seeds, settings, args.gan_config, args.gan_steps,
                   Path(args.generator) if args.generator else None, frame,
                   gan_args=["--trainer.max_time", args.gan_max_time] if args.gan_max_time else None,
-                  mask_source=args.mask_source)
+                  mask_source=args.mask_source, min_change=args.min_change)
     return 0

@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="DefectGAN: pixels a transfer may change: the donor's label grown by "
                              "--mask-dilation px (default), or the GAN's mask at --mask-threshold.")
     parser.add_argument("--mask-dilation", type=int, default=2, help="Growth (px) of donor masks.")
+    parser.add_argument("--min-change", type=float, default=0.0,
+                        help="DefectGAN: leave pixels changed by less than this (in [0, 1]) unpainted and unlabelled.")
     parser.add_argument("--channels", type=int, choices=(1, 3),
                         help="Image channels (default: 3 if the first good image is colour, else 1).")
     parser.add_argument("--grade", help="Grade name written to the manifest (default: the normal dir's name).")
@@ -150,7 +152,8 @@ def build_generator(args: argparse.Namespace) -> Any:
     return DefectTransferGenerator(args.checkpoint, bank, probability=1.0, classes=args.classes,
                                    class_weights=args.class_weights, seed=args.seed, device=args.device,
                                    backend=args.backend, grade=args.grade, mask_threshold=args.mask_threshold,
-                                   mask_source=args.mask_source, mask_dilation=args.mask_dilation)
+                                   mask_source=args.mask_source, mask_dilation=args.mask_dilation,
+                                   min_change=args.min_change)
 
 
 def _good_names(paths: list[Path]) -> dict[Path, str]:
@@ -199,7 +202,7 @@ def main(argv: list[str]) -> int:
                 "checkpoint": str(args.checkpoint.resolve()) if args.checkpoint else "", "generator": args.generator,
                 "classes": args.classes, "class_weights": args.class_weights, "bank_grades": args.bank_grades,
                 "mask_threshold": args.mask_threshold, "mask_source": args.mask_source,
-                "mask_dilation": args.mask_dilation, "seed": args.seed, "num": args.num,
+                "mask_dilation": args.mask_dilation, "min_change": args.min_change, "seed": args.seed, "num": args.num,
                 "channels": channels, "grade": grade, "split": args.split,
                 # items are named after the good images they use: a changed folder must not resume
                 "normal_files": hashlib.sha256("\n".join(f"{p.name}:{p.stat().st_size}" for p in normals)

@@ -101,6 +101,9 @@ class DefectTransferGenerator(nn.Module):
             on all three new-grade benchmarks (docs/benchmarks.md).
         mask_dilation: Pixels the donor mask is grown by (``mask_source="donor"``), so the rim
             the GAN blends around a defect is kept.
+        min_change: Pixels the transfer changed by less than this (mean absolute change over
+            channels, images in [0, 1]) are left as they were and not claimed by the mask, so a
+            defect the GAN did not render is not labelled (0: keep every pixel of the mask).
         rotate90: Also use quarter turns of donors (off: rolled steel is directional).
         edge_margin: How far (px) a window may stick out of the image, so that defects also land
             at the edges (None: a quarter of the crop size; 0: windows stay inside).
@@ -128,6 +131,7 @@ class DefectTransferGenerator(nn.Module):
         mask_threshold: float = 0.1,
         mask_source: str = "donor",
         mask_dilation: int = 2,
+        min_change: float = 0.0,
         rotate90: bool = False,
         edge_margin: int | None = None,
         cache_dir: str | Path | None = None,
@@ -145,6 +149,8 @@ class DefectTransferGenerator(nn.Module):
             raise ValueError(f"mask_source must be one of {MASK_SOURCES}, got {mask_source!r}")
         if mask_dilation < 0:
             raise ValueError(f"mask_dilation must be >= 0, got {mask_dilation}")
+        if not 0.0 <= min_change < 1.0:
+            raise ValueError(f"min_change must be in [0, 1), got {min_change}")
         gan = load_generator(checkpoint, device=device or "cpu")
         self.__dict__["gan"] = gan  # not a submodule: see the class docstring
         self.bank = load_bank(defect_bank, classes)
@@ -163,6 +169,7 @@ class DefectTransferGenerator(nn.Module):
         self.mask_threshold = mask_threshold
         self.mask_source = mask_source
         self.mask_dilation = int(mask_dilation)
+        self.min_change = float(min_change)
         self.rotate90 = rotate90
         self.device = torch.device(device) if device is not None else None
         self.backend = backend
@@ -316,6 +323,8 @@ class DefectTransferGenerator(nn.Module):
             result = painted.clamp(0.0, 1.0)
         else:  # paint the GAN's luminance change onto the input's channels
             result = (windows + to_channels(painted - gan_windows, windows.shape[1])).clamp(0.0, 1.0)
+        if self.min_change > 0:
+            keep = keep & ((result - windows).abs().mean(dim=1, keepdim=True) >= self.min_change)
         result = torch.where(keep, result, windows)
         regions = [overlap(Placement(t - margin, l - margin), (size, size), (height, width)) for _, _, _, t, l in chosen]
         inside = torch.zeros_like(keep)
