@@ -85,3 +85,20 @@ def test_few_shot_arm_manifests_are_valid_for_every_arm(tmp_path: Path) -> None:
     assert set(val_defects["image_path"]).isdisjoint(donors["image_path"])
     for val_path, donor_path in zip(val_defects["image_path"], donors["image_path"], strict=True):
         assert (read_image(val_path) == read_image(donor_path)).all(), "validation copies are the shots' pixels"
+
+
+@pytest.mark.realdata
+def test_few_shot_split_of_the_real_sd_saliency_gives_valid_arm_manifests(tmp_path: Path) -> None:
+    from anomalib_defectgan.benchmark.few_shot_patches import few_shot_patch_split
+    from anomalib_defectgan.data.datasets import sd_saliency
+    from anomalib_defectgan.data.manifest import write_manifest
+    from tests.conftest import shared_dataset
+
+    frame = sd_saliency.to_manifest(shared_dataset("sd-saliency-900"), tmp_path / "sd", background_tiles=0)
+    split = few_shot_patch_split(frame, tmp_path / "patches", patch=128, test_per_class=100, shots=10, seed=0)
+    assert split.donors.groupby("defect_class").size().to_dict() == {"inclusion": 10, "patches": 10, "scratches": 10}
+    assert (split.test["label"] == "defect").sum() == 300
+    assert set(split.test["origin_path"]).isdisjoint(pd.concat([split.donors, split.train_goods])["origin_path"])
+    for arm in ARMS:
+        rows = read_manifest(write_manifest(arm_manifest(split, arm), tmp_path / arm / "manifest.csv"))
+        assert rows["image_path"].is_unique and set(rows["split"]) == {"train", "val", "test"}
