@@ -18,11 +18,11 @@ from tests.helpers import write_blob_dataset
 def test_finished_runs_are_reused_only_with_the_same_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     frame = read_manifest(write_blob_dataset(tmp_path / "d", size=32, per_class=4, goods=6))
     frame.loc[(frame["label"] == "good") & (frame.index % 3 == 0), "split"] = "test"
-    grade = sorted(frame["grade"].unique())[0]
+    grade = min(frame["grade"].unique())
     split = new_grade_split(frame, grade)
     trained = []
 
-    def fake_train(manifest, generator, settings, seed, root, name):  # noqa: ANN001, ANN202
+    def fake_train(manifest, generator, settings, seed, root, name):
         trained.append(seed)
         rows = len(split.test)
         labels = np.arange(rows) % 2
@@ -31,8 +31,8 @@ def test_finished_runs_are_reused_only_with_the_same_settings(tmp_path: Path, mo
 
     monkeypatch.setattr(new_grade, "train_and_test", fake_train)
     settings = ClassifierSettings(max_steps=3, image_size=32, progress=False)
-    run = dict(split=split, title=grade, out=tmp_path / "bench", arms=["none"], seeds=[0, 1], gan_config="unused",
-               gan_steps=None)
+    run = {"split": split, "title": grade, "out": tmp_path / "bench", "arms": ["none"], "seeds": [0, 1],
+           "gan_config": "unused", "gan_steps": None}
     first = new_grade.run_benchmark(settings=settings, **run)
     assert trained == [0, 1]
     again = new_grade.run_benchmark(settings=settings, **run)

@@ -152,8 +152,8 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
             finished = arm_dir / "result.json"
             run = json_safe({"settings": asdict(settings), "split_sizes": [len(split.train_goods), len(split.val),
                                                                             len(split.test), len(split.donors)],
-                             **({"generator_dir": str(generator_dir), "mask_source": mask_source, "min_change": min_change}
-                                if arm == "defectgan" else {})})
+                             **({"generator_dir": str(generator_dir), "mask_source": mask_source,
+                                 "min_change": min_change} if arm == "defectgan" else {})})
             if resume and finished.is_file():
                 saved = json.loads(finished.read_text())
                 if saved.get("run") != run:
@@ -167,8 +167,8 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
             else:
                 path = write_manifest(arm_manifest(split, arm), arm_dir / "manifest.csv")
                 started = time.perf_counter()
-                result = train_and_test(path, make_generator(arm, donors, generator_dir, seed, mask_source, min_change), settings, seed,
-                                        arm_dir / "anomalib", name=f"{title}_{arm}")
+                generator = make_generator(arm, donors, generator_dir, seed, mask_source, min_change)
+                result = train_and_test(path, generator, settings, seed, arm_dir / "anomalib", name=f"{title}_{arm}")
                 seconds = time.perf_counter() - started
                 atomic_write_text(finished, json.dumps(json_safe({
                     "metrics": result.metrics, "labels": result.labels.tolist(), "scores": result.scores.tolist(),

@@ -170,6 +170,7 @@ class DefectTransferGenerator(nn.Module):
         self.mask_source = mask_source
         self.mask_dilation = int(mask_dilation)
         self.min_change = float(min_change)
+        self._grown_masks: Tensor | None = None
         self.rotate90 = rotate90
         self.device = torch.device(device) if device is not None else None
         self.backend = backend
@@ -293,11 +294,12 @@ class DefectTransferGenerator(nn.Module):
 
     def _donor_masks(self, chosen: list[tuple[int, int, int, int, int]]) -> Tensor:
         """The oriented, grown donor masks ``[N, 1, c, c]`` (bool) of the chosen (image, donor, orientation, ...)."""
-        masks = torch.stack([self.codes["mask"][donor, orient] for _, donor, orient, _, _ in chosen]).float()
-        if self.mask_dilation:
-            width = 2 * self.mask_dilation + 1
-            masks = F.max_pool2d(masks, width, stride=1, padding=self.mask_dilation)
-        return masks > 0.5
+        if self._grown_masks is None:  # once: every donor in every orientation
+            masks = self.codes["mask"].flatten(0, 1).float()
+            if self.mask_dilation:
+                masks = F.max_pool2d(masks, 2 * self.mask_dilation + 1, stride=1, padding=self.mask_dilation)
+            self._grown_masks = (masks > 0.5).unflatten(0, self.codes["mask"].shape[:2])
+        return torch.stack([self._grown_masks[donor, orient] for _, donor, orient, _, _ in chosen])
 
     def _paint(self, padded: Tensor, indices: list[int], augmented: Tensor, masks: Tensor) -> list[int]:
         """Draw donor, orientation and window for images ``indices``, paint them in place.
