@@ -13,7 +13,7 @@ import torch
 
 from anomalib_defectgan.data.batch import DefectBatch, GanBatch
 from anomalib_defectgan.errors import DefectGanError
-from anomalib_defectgan.models.defect_gan import DefectGan, load_generator
+from anomalib_defectgan.models.defect_gan import DefectGan, DefectGanNet, load_generator
 from anomalib_defectgan.models.defect_gan.discriminator import sample_patches
 from anomalib_defectgan.models.defect_gan.inference import DefectGanGenerator
 from anomalib_defectgan.models.defect_gan.lightning_model import augment
@@ -266,3 +266,21 @@ def test_transfer_graph_converts_to_openvino() -> None:
     result = compiled([t.numpy() for t in inputs])
     assert torch.allclose(torch.from_numpy(result[0]), ref_image, atol=1e-4)
     assert torch.allclose(torch.from_numpy(result[1]), ref_mask, atol=1e-4)
+
+
+def test_code_levels_3_keeps_the_defect_code_at_quarter_resolution(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = tiny_model(code_levels=3)
+    enc = model.net.encode(torch.rand(2, 1, SIZE, SIZE))
+    assert enc.z_d.shape[-2:] == (SIZE // 4, SIZE // 4) and enc.l8.shape[-2:] == (SIZE // 4, SIZE // 4)
+    losses, _ = iteration(model, make_batch(), r1=False)
+    assert all(torch.isfinite(v) for group in losses.values() for v in group.values())
+    gen = load_generator(model.export_generator(tmp_path / "gen"))
+    assert gen.net.code_stride == 4
+    canvas = make_batch(seed=1).canvas.image
+    image, mask = gen.transfer(canvas, gen.encode(make_batch().donor.image, [1, 2, 1]))
+    assert image.shape == canvas.shape and mask.shape == (3, 1, SIZE, SIZE)
+    with pytest.raises(ValueError, match="code_levels"):
+        DefectGanNet(num_classes=3, code_levels=7)
+    with pytest.raises(DefectGanError, match="multiple of 16"):
+        tiny_model(code_levels=5, crop_size=40)

@@ -24,7 +24,7 @@ META_NAME = "transfer.json"
 
 def _example_inputs(gan: Any, batch: int = 2) -> tuple[Tensor, ...]:
     """Inputs of the right shapes and dtypes for tracing ``gan.export_module()``."""
-    size, grid = gan.crop_size, gan.crop_size // 8
+    size, grid = gan.crop_size, gan.crop_size // gan.net.code_stride
     canvas = torch.rand(batch, gan.channels, size, size)
     with torch.no_grad():
         codes = gan.encode(canvas, defect_class=1)

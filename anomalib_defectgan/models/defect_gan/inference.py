@@ -199,16 +199,17 @@ class DefectGanGenerator(nn.Module):
         """Paint ``codes`` onto ``canvas``: returns ``(image [B,C,H,W], soft mask [B,1,H,W])``.
 
         Args:
-            canvas: Target images, the size of the donor crops (8 x the code grid).
+            canvas: Target images, the size of the donor crops (``net.code_stride`` x the code grid).
             codes: From :meth:`encode` (batch 1 is broadcast over the canvases).
             defect_class: Class names or ids (one or one per image); the codes' class when None.
             grade: The canvases' grade, if it is a training grade; 'unknown grade' otherwise.
         """
         canvas = self._check(canvas, "transfer")
         batch = len(canvas)
-        if tuple(codes.z_d.shape[-2:]) != (canvas.shape[-2] // 8, canvas.shape[-1] // 8):
+        stride = self.net.code_stride
+        if tuple(codes.z_d.shape[-2:]) != (canvas.shape[-2] // stride, canvas.shape[-1] // stride):
             raise DefectGanError(f"transfer: canvas {list(canvas.shape[-2:])} does not match the codes' crop size "
-                                 f"{[8 * s for s in codes.z_d.shape[-2:]]}")
+                                 f"{[stride * s for s in codes.z_d.shape[-2:]]}")
         if len(codes.z_d) not in (1, batch):
             raise DefectGanError(f"transfer: {len(codes.z_d)} codes for {batch} canvases")
         ids = self.class_ids(defect_class, batch, canvas.device)

@@ -42,7 +42,7 @@ from anomalib_defectgan.models.defect_gan.torch_model import DefectGanNet, Encod
 logger = logging.getLogger(__name__)
 
 NET_ARGS = ("base_channels", "max_channels", "zd_channels", "sd_dim", "zt_dim", "w_dim", "embed_dim",
-            "mapping_layers", "mask_bias", "canvas_skip")
+            "mapping_layers", "mask_bias", "canvas_skip", "code_levels")
 
 
 def augment(images: Tensor, max_translation: float) -> Tensor:
@@ -103,6 +103,8 @@ class DefectGan(pl.LightningModule):
         mask_bias: Initial coarse mask logit (masks start at ``sigmoid(mask_bias)``).
         canvas_skip: Foreground starts as the canvas (a logit skip) instead of being painted from
             features.
+        code_levels: Resolution levels of encoder and generator; the spatial defect code lives at
+            ``H / 2**(code_levels - 1)`` (4: H/8; 3: H/4 keeps finer defect geometry).
         d_base_channels: Discriminator width at full resolution.
         d_max_channels: Cap on discriminator width.
         patch_size: Side of co-occurrence patches (default: crop_size // 4, at least 8).
@@ -149,6 +151,7 @@ class DefectGan(pl.LightningModule):
         mapping_layers: int = 2,
         mask_bias: float = -1.0,
         canvas_skip: bool = False,
+        code_levels: int = 4,
         d_base_channels: int = 16,
         d_max_channels: int = 64,
         patch_size: int | None = None,
@@ -217,8 +220,9 @@ class DefectGan(pl.LightningModule):
 
     def _build(self) -> None:
         h = self.hparams
-        if h.crop_size % 8:
-            raise DefectGanError(f"crop_size must be a multiple of 8, got {h.crop_size}")
+        stride = max(8, 2 ** (h.code_levels - 1))
+        if h.crop_size % stride:
+            raise DefectGanError(f"crop_size must be a multiple of {stride}, got {h.crop_size}")
         num_classes, num_grades = len(h.classes), len(h.grades)
         self.net = DefectGanNet(**self.net_config())
         self.net_ema = copy.deepcopy(self.net).requires_grad_(False)

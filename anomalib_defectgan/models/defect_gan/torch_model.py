@@ -25,7 +25,7 @@ from anomalib_defectgan.models.defect_gan.layers import (
     channel_plan,
 )
 
-LEVELS = 4  # resolutions H, H/2, H/4, H/8
+LEVELS = 4  # default resolutions H, H/2, H/4, H/8: the defect code lives at the last one
 
 
 @dataclass
@@ -104,7 +104,8 @@ class Encoder(nn.Module):
     Args:
         channels: Image channels (1 or 3).
         num_classes: Classes including good (index 0).
-        widths: Channels at H, H/2, H/4, H/8.
+        widths: Channels per resolution level, H first (one level per entry; the codes live at
+            the last, ``H / 2**(len(widths) - 1)``).
         zd_channels: Channels of the spatial defect code.
         sd_dim: Size of the defect-style vector.
         zt_dim: Size of the texture code.
@@ -118,7 +119,7 @@ class Encoder(nn.Module):
         self.down = nn.ModuleList(
             nn.Sequential(EqualConv2d(widths[i - 1], widths[i], 3, stride=2, activation=True),
                           EqualConv2d(widths[i], widths[i], 3, activation=True))
-            for i in range(1, LEVELS))
+            for i in range(1, len(widths)))
         top = widths[-1]
         self.trunk = EqualConv2d(top, top, 3, activation=True)
         self.defect_code = EqualConv2d(top, zd_channels, 1)
@@ -155,7 +156,7 @@ class Generator(nn.Module):
         channels: Image channels.
         num_classes: Classes including good.
         num_grades: Known grades; one more embedding row stands for an unknown (new) grade.
-        widths: Channels at H, H/2, H/4, H/8 (decoder mirrors the encoder).
+        widths: Channels per resolution level, H first (decoder mirrors the encoder).
         zd_channels: Channels of the spatial defect code.
         sd_dim: Defect-style size.
         zt_dim: Texture-code size.
@@ -185,9 +186,10 @@ class Generator(nn.Module):
         self.to_rgb = nn.ModuleList()
         self.to_mask = nn.ModuleList()
         previous = top
-        for level in reversed(range(LEVELS)):
+        self.levels = len(widths)
+        for level in reversed(range(self.levels)):
             width = widths[level]
-            in_ch = previous if level == LEVELS - 1 else previous + widths[level]
+            in_ch = previous if level == self.levels - 1 else previous + widths[level]
             self.blocks.append(nn.ModuleList([ModulatedConv2d(in_ch, width, 3, w_dim),
                                               ModulatedConv2d(width, width, 3, w_dim)]))
             self.to_rgb.append(ModulatedConv2d(width, channels, 1, w_dim, demodulate=False, activation=False))
@@ -207,7 +209,7 @@ class Generator(nn.Module):
         for step, (block, to_rgb, to_mask) in enumerate(zip(self.blocks, self.to_rgb, self.to_mask, strict=True)):
             if step > 0:
                 x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-                x = torch.cat([x, features[LEVELS - 1 - step]], dim=1)
+                x = torch.cat([x, features[self.levels - 1 - step]], dim=1)
                 logits = F.interpolate(logits, scale_factor=2.0, mode="bilinear", align_corners=False)
                 rgb = F.interpolate(rgb, scale_factor=2.0, mode="bilinear", align_corners=False)
             x = block[1](block[0](x, w), w)
@@ -238,22 +240,27 @@ class DefectGanNet(nn.Module):
         mapping_layers: Layers of the mapping MLP.
         mask_bias: Initial coarse mask logit (negative: masks start small).
         canvas_skip: Foreground starts as the canvas (see :class:`Generator`).
+        code_levels: Resolution levels; the spatial defect code lives at ``H / 2**(code_levels - 1)``
+            (4: H/8; 3: H/4, finer defect geometry at more compute).
     """
 
     def __init__(self, channels: int = 1, num_classes: int = 2, num_grades: int = 1, base_channels: int = 16,
                  max_channels: int = 64, zd_channels: int = 8, sd_dim: int = 16, zt_dim: int = 64,
                  w_dim: int = 64, embed_dim: int = 16, mapping_layers: int = 2, mask_bias: float = -1.0,
-                 canvas_skip: bool = False) -> None:
+                 canvas_skip: bool = False, code_levels: int = LEVELS) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"need 'good' and at least one defect class, got num_classes={num_classes}")
-        widths = channel_plan(base_channels, max_channels, LEVELS)
+        if code_levels not in (2, 3, 4, 5):
+            raise ValueError(f"code_levels must be 2 to 5, got {code_levels}")
+        widths = channel_plan(base_channels, max_channels, code_levels)
         self.encoder = Encoder(channels, num_classes, widths, zd_channels, sd_dim, zt_dim, mask_bias)
         self.generator = Generator(channels, num_classes, num_grades, widths, zd_channels, sd_dim, zt_dim, w_dim,
                                    embed_dim, mapping_layers, canvas_skip)
         self.channels = channels
         self.num_classes = num_classes
         self.num_grades = num_grades
+        self.code_stride = 2 ** (code_levels - 1)
 
     @property
     def unknown_grade(self) -> int:
