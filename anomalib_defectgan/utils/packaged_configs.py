@@ -7,7 +7,9 @@ from pathlib import Path
 from anomalib_defectgan.errors import DefectGanError
 
 _PACKAGE = Path(__file__).resolve().parents[1]
-_ROOTS = (_PACKAGE.parent / "configs", _PACKAGE / "configs")
+# The package's own copy first: in a wheel, _PACKAGE.parent is site-packages, where a foreign
+# top-level "configs" folder may exist. In a checkout only the repository's folder exists.
+_ROOTS = (_PACKAGE / "configs", _PACKAGE.parent / "configs")
 
 
 def config_file(relative: str | Path) -> Path:
