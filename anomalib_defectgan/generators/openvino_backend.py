@@ -1,8 +1,10 @@
 """The GAN's transfer graph as an OpenVINO model: export to IR and run it.
 
 The exported graph is the generator's ``TransferGraph``: ``(canvas [B, C, c, c], z_d, l8, s_d,
-class_id [B], grade_id [B]) -> (image, soft mask)`` with a dynamic batch. Donor codes still come
-from the PyTorch encoder (once, then cached), so only the per-image work runs in OpenVINO.
+class_id [B], grade_id [B][, donor, donor_mask]) -> (image, mask)`` with a dynamic batch (the
+donor crops and masks for ``defect_path="composite"`` generators, whose paste runs in the graph
+too). Donor codes still come from the PyTorch encoder (once, then cached), so only the per-image
+work runs in OpenVINO.
 """
 
 from __future__ import annotations
@@ -31,7 +33,12 @@ def _example_inputs(gan: Any, batch: int = 2) -> tuple[Tensor, ...]:
     class_id = torch.ones(batch, dtype=torch.long)
     grade_id = gan.grade_ids(None, batch, torch.device("cpu")).clone()
     assert codes.z_d.shape[-1] == grid
-    return canvas, codes.z_d.cpu(), codes.l8.cpu(), codes.s_d.cpu(), class_id, grade_id
+    inputs = (canvas, codes.z_d.cpu(), codes.l8.cpu(), codes.s_d.cpu(), class_id, grade_id)
+    if gan.needs_donor_pixels:
+        mask = torch.zeros(batch, 1, size, size)
+        mask[..., size // 4:size // 2, size // 4:size // 2] = 1.0
+        inputs = (*inputs, torch.rand(batch, gan.channels, size, size), mask)
+    return inputs
 
 
 def _convert_logit(context: Any) -> list[Any]:
@@ -87,7 +94,7 @@ def export_openvino(checkpoint: str | Path, out_dir: str | Path, fp16: bool = Fa
     meta = {"kind": "defectgan-transfer-openvino", "precision": "FP16" if fp16 else "FP32",
             "checkpoint": str(Path(checkpoint).resolve()), "checkpoint_sha256": _file_hash(_weights_file(checkpoint)),
             "classes": gan.classes, "grades": gan.grades, "channels": gan.channels, "crop_size": gan.crop_size,
-            "inputs": ["canvas", "z_d", "l8", "s_d", "class_id", "grade_id"], "outputs": ["image", "mask"]}
+            "inputs": gan.export_module().input_names, "outputs": ["image", "mask"]}
     atomic_write_text(out_dir / META_NAME, json.dumps(meta, indent=2) + "\n")
     return xml
 
@@ -110,7 +117,11 @@ class OpenVinoTransfer:
             if not path.is_file() or not path.with_suffix(".bin").is_file():
                 raise DefectGanError(f"{path}: OpenVINO transfer model not found (write it with 'defectgan export')")
             model = str(path)
-        config = {"INFERENCE_NUM_THREADS": int(threads)} if threads else {}
+        # f32 explicitly: on CPUs with AMX or AVX512-BF16 OpenVINO otherwise computes in bf16
+        # (differences of ~1e-3 from PyTorch); an FP16 IR is still computed in f32.
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
         self.compiled = ov.Core().compile_model(model, device, config)
         self.request = self.compiled.create_infer_request()
 
@@ -119,10 +130,12 @@ class OpenVinoTransfer:
         """Convert ``gan``'s transfer graph in memory and compile it."""
         return cls(convert(gan), device, threads)
 
-    def __call__(self, canvas: Tensor, z_d: Tensor, l8: Tensor, s_d: Tensor, class_id: Tensor,
-                 grade_id: Tensor) -> tuple[Tensor, Tensor]:
+    def __call__(self, *tensors: Tensor) -> tuple[Tensor, Tensor]:
         """Same inputs and outputs as ``TransferGraph.forward`` (CPU tensors)."""
-        inputs = [np.ascontiguousarray(t.detach().cpu().numpy()) for t in (canvas, z_d, l8, s_d, class_id, grade_id)]
+        if len(tensors) != len(self.compiled.inputs):
+            raise DefectGanError(f"the OpenVINO transfer model takes {len(self.compiled.inputs)} inputs, got "
+                                 f"{len(tensors)} (a composite-path generator also takes donor and donor_mask)")
+        inputs = [np.ascontiguousarray(t.detach().cpu().numpy()) for t in tensors]
         results = self.request.infer(inputs)
         image, mask = (torch.from_numpy(np.array(results[out])) for out in self.compiled.outputs)
         return image, mask

@@ -1,0 +1,90 @@
+"""How a donor's defect pixels are put onto a target: the project's one painting rule.
+
+:func:`paste_feathered` is the batched, traceable composite of the defect-transfer GAN (training
+and inference, exported to OpenVINO with it) and of ``CutPasteGenerator(blend="feather")``.
+:func:`changed_mask` is the one labelling rule: a pixel is a defect pixel of a synthetic image
+exactly when the image changed there by at least :data:`CHANGE_THRESHOLD`.
+
+Images are float ``[B, C, h, w]`` in [0, 1]; masks ``[B, 1, h, w]`` in {0, 1}.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+#: Mean absolute change over channels (images in [0, 1]) from which a pixel counts as changed,
+#: i.e. as a defect pixel of a synthetic image: 2 grey levels of an 8-bit image.
+CHANGE_THRESHOLD = 2.0 / 255.0
+
+#: Blend weights below this are zero, so the composite equals the target bit for bit there.
+ALPHA_EPS = 0.05
+
+
+def _gaussian_kernel(sigma: float, radius: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    x = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    return kernel / kernel.sum()
+
+
+def feather_alpha(mask: Tensor, feather: float) -> Tensor:
+    """Blend weights ``[B, 1, h, w]``: 1 on the mask, a Gaussian halo of ``feather`` px around it.
+
+    Zero padding (not reflection) keeps the halo from folding back at the crop border. Weights
+    below :data:`ALPHA_EPS` are set to zero.
+    """
+    if feather <= 0:
+        return mask
+    radius = max(1, math.ceil(2 * feather))
+    kernel = _gaussian_kernel(feather, radius, mask.dtype, mask.device)
+    blurred = F.conv2d(F.pad(mask, (radius, radius, 0, 0)), kernel.view(1, 1, 1, -1))
+    blurred = F.conv2d(F.pad(blurred, (0, 0, radius, radius)), kernel.view(1, 1, -1, 1))
+    alpha = torch.maximum(mask, blurred)
+    return torch.where(alpha >= ALPHA_EPS, alpha, torch.zeros_like(alpha))
+
+
+def match_background(donor: Tensor, mask: Tensor, target: Tensor) -> Tensor:
+    """Shift each donor channel so its mean outside the defect equals the target's mean.
+
+    A donor crop that is all defect uses its whole mean instead.
+    """
+    background = 1.0 - mask
+    count = background.sum(dim=(2, 3), keepdim=True)
+    background = torch.where(count >= 1.0, background, torch.ones_like(background))
+    donor_mean = (donor * background).sum(dim=(2, 3), keepdim=True) / background.sum(dim=(2, 3), keepdim=True)
+    return donor - donor_mean + target.mean(dim=(2, 3), keepdim=True)
+
+
+def paste_feathered(target: Tensor, donor: Tensor, mask: Tensor, feather: float = 2.0,
+                    match_brightness: bool = True) -> tuple[Tensor, Tensor]:
+    """Paste the donor's defect onto the target, brightness-matched, with a feathered edge.
+
+    Args:
+        target: ``[B, C, h, w]`` images to paint on.
+        donor: ``[B, C, h, w]`` donor crops aligned with ``target``.
+        mask: ``[B, 1, h, w]`` the donor's defect pixels.
+        feather: Gaussian sigma (px) of the halo blended around the defect (0: a hard edge).
+        match_brightness: Shift the donor so its background mean equals the target's mean.
+
+    Returns:
+        ``(composite, alpha)``: the composite (equal to ``target`` wherever ``alpha`` is 0) and
+        the blend weights ``[B, 1, h, w]``.
+    """
+    painted = match_background(donor, mask, target) if match_brightness else donor
+    alpha = feather_alpha(mask, feather)
+    return target + alpha * (painted.clamp(0.0, 1.0) - target), alpha
+
+
+def changed_mask(result: Tensor, target: Tensor, threshold: float = CHANGE_THRESHOLD) -> Tensor:
+    """``[B, 1, h, w]`` bool: where the mean absolute change over channels is at least ``threshold``."""
+    return (result - target).abs().mean(dim=1, keepdim=True) >= threshold
+
+
+def dilate(mask: Tensor, pixels: int) -> Tensor:
+    """Grow a ``[B, 1, h, w]`` mask by ``pixels`` (square structuring element)."""
+    if pixels <= 0:
+        return mask
+    return F.max_pool2d(mask, 2 * pixels + 1, stride=1, padding=pixels)
