@@ -192,7 +192,8 @@ def test_donor_mask_source_paints_exactly_the_donors_label(world: dict[str, Path
     from anomalib_defectgan.generators.placement import Placement
 
     gen = DefectTransferGenerator(world["gen"], world["bank"], probability=1.0, seed=3, cache_dir=world["cache"],
-                                  mask_source="donor", mask_dilation=dilation, edge_margin=0)
+                                  mask_source="donor", mask_dilation=dilation, edge_margin=0,
+                                  min_change=0.0)  # the region rule alone; labels = changed pixels below
     images = torch.rand(6, 1, 80, 80)
     augmented, mask = gen(images)
     paths = [donor.path for donor in gen.bank.donors]
@@ -206,6 +207,17 @@ def test_donor_mask_source_paints_exactly_the_donors_label(world: dict[str, Path
         assert torch.equal(mask[i, 0][window].bool(), expected[0, 0])
         assert mask[i].sum() == mask[i, 0][window].sum(), "nothing outside the window"
     assert torch.equal(augmented[mask.expand_as(augmented) == 0], images[mask.expand_as(images) == 0])
+
+
+def test_default_mask_is_exactly_the_changed_pixels(world: dict[str, Path]) -> None:
+    from anomalib_defectgan.data.blending import CHANGE_THRESHOLD
+
+    gen = DefectTransferGenerator(world["gen"], world["bank"], probability=1.0, seed=3, cache_dir=world["cache"])
+    images = torch.rand(6, 1, 80, 80)
+    augmented, mask = gen(images)
+    changed = (augmented - images).abs().mean(dim=1, keepdim=True) >= CHANGE_THRESHOLD
+    assert torch.equal(mask.bool(), changed)
+    assert torch.equal(augmented[~changed.expand_as(augmented)], images[~changed.expand_as(images)])
 
 
 def test_mask_source_is_checked(world: dict[str, Path]) -> None:

@@ -24,13 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from anomalib_defectgan.data.blending import CHANGE_THRESHOLD, changed_mask
 from anomalib_defectgan.generators.contract import ClassSampler, as_batch, as_output
 from anomalib_defectgan.generators.defect_bank import GREY_WEIGHTS, DefectBank, DefectBankError, load_bank
 from anomalib_defectgan.generators.placement import Placement, overlap
 
 BACKENDS = ("torch", "openvino")
 MASK_SOURCES = ("gan", "donor")
-CODES_VERSION = "2"
+CODES_VERSION = "3"
 
 
 def default_cache_dir() -> Path:
@@ -93,7 +94,9 @@ class DefectTransferGenerator(nn.Module):
         grade: Grade name of the target images if the GAN was trained on it (None: unknown grade).
         mask_threshold: Soft-mask value below which a pixel is left untouched; the returned mask
             is exactly the pixels at or above it (``mask_source="gan"``).
-        mask_source: Which pixels the transferred defect may change: ``"donor"`` (default), the
+        mask_source: Which pixels a code-path GAN's transfer may change (a ``defect_path="composite"``
+            GAN changes only the pasted donor defect, grown by its feathered edge, and ignores this):
+            ``"donor"`` (default), the
             donor's labelled mask (oriented like the donor, grown by ``mask_dilation`` px), which the
             spatial defect code follows: masks as tight as the donor's label, nothing painted away
             from the defect; or ``"gan"``, the GAN's own soft mask at ``mask_threshold`` (use it
@@ -103,7 +106,9 @@ class DefectTransferGenerator(nn.Module):
             the GAN blends around a defect is kept.
         min_change: Pixels the transfer changed by less than this (mean absolute change over
             channels, images in [0, 1]) are left as they were and not claimed by the mask, so a
-            defect the GAN did not render is not labelled (0: keep every pixel of the mask).
+            defect the GAN did not render is not labelled: the returned mask is exactly the pixels
+            that changed. Default :data:`~anomalib_defectgan.data.blending.CHANGE_THRESHOLD`
+            (2 grey levels); 0 keeps every pixel of the region, changed or not.
         rotate90: Also use quarter turns of donors (off: rolled steel is directional).
         edge_margin: How far (px) a window may stick out of the image, so that defects also land
             at the edges (None: a quarter of the crop size; 0: windows stay inside).
@@ -131,7 +136,7 @@ class DefectTransferGenerator(nn.Module):
         mask_threshold: float = 0.1,
         mask_source: str = "donor",
         mask_dilation: int = 2,
-        min_change: float = 0.0,
+        min_change: float = CHANGE_THRESHOLD,
         rotate90: bool = False,
         edge_margin: int | None = None,
         cache_dir: str | Path | None = None,
@@ -219,10 +224,11 @@ class DefectTransferGenerator(nn.Module):
         gan, size = self.gan, self.crop_size
         ids = [gan.classes.index(c) if c in gan.classes else 0 for c in self.bank.donor_classes]
         views_per_donor = len(self.orientations)
-        z_d, l8, s_d, masks = [], [], [], []
+        z_d, l8, s_d, masks, pixels = [], [], [], [], []
         for start in range(0, len(self.bank), 16):  # 16 donors x their orientations per encoder call
             chunk = range(start, min(start + 16, len(self.bank)))
             windows = [self.bank.window(index, size, gan.channels) for index in chunk]
+            pixels.append(torch.stack([image for image, _ in windows]))
             views = torch.stack([o.orient(image) for image, _ in windows for o in self.orientations])
             masks.append(torch.stack([o.orient(mask) >= 0.5 for _, mask in windows for o in self.orientations])
                          .unflatten(0, (len(chunk), views_per_donor)).to(torch.uint8))
@@ -232,7 +238,7 @@ class DefectTransferGenerator(nn.Module):
             s_d.append(codes.s_d.cpu().unflatten(0, (len(chunk), views_per_donor)))
         tensors = {"z_d": torch.cat(z_d).contiguous(), "l8": torch.cat(l8).contiguous(),
                    "s_d": torch.cat(s_d).contiguous(), "class_id": torch.tensor(ids, dtype=torch.long),
-                   "mask": torch.cat(masks).contiguous()}
+                   "mask": torch.cat(masks).contiguous(), "window": torch.cat(pixels).contiguous()}
         try:
             with atomic_path(path) as tmp:
                 save_file(tensors, str(tmp), metadata={"checkpoint_sha256": self.checkpoint_hash,
@@ -241,6 +247,14 @@ class DefectTransferGenerator(nn.Module):
             pass  # an unwritable cache only costs re-encoding next time
         return tensors
 
+    def _donor_pixels(self, donor: Tensor, orient: Tensor) -> tuple[Tensor, Tensor]:
+        """The donors' windows ``[N, C_gan, c, c]`` and defect masks ``[N, 1, c, c]``, oriented."""
+        images, masks = [], []
+        for d, o in zip(donor.tolist(), orient.tolist(), strict=True):
+            images.append(self.orientations[o].orient(self.codes["window"][d]))
+            masks.append(self.codes["mask"][d, o].float())
+        return torch.stack(images), torch.stack(masks)
+
     def _transfer(self, canvas: Tensor, donor: Tensor, orient: Tensor) -> tuple[Tensor, Tensor]:
         """Run the GAN on windows ``[N, C_gan, c, c]`` with the given donor and orientation indices."""
         z_d = self.codes["z_d"][donor, orient]
@@ -248,8 +262,9 @@ class DefectTransferGenerator(nn.Module):
         s_d = self.codes["s_d"][donor, orient]
         class_id = self.codes["class_id"][donor]
         grade_id = self.gan.grade_ids(self.grade, len(canvas), torch.device("cpu"))
+        pixels = self._donor_pixels(donor, orient) if self.gan.needs_donor_pixels else ()
         if self.openvino is not None:
-            image, mask = self.openvino(canvas.float().cpu(), z_d, l8, s_d, class_id, grade_id)
+            image, mask = self.openvino(canvas.float().cpu(), z_d, l8, s_d, class_id, grade_id, *pixels)
             return image.to(canvas), mask.to(canvas)
         from anomalib_defectgan.models.defect_gan.torch_model import DefectCodes
 
@@ -258,9 +273,11 @@ class DefectTransferGenerator(nn.Module):
         param = next(self.gan.parameters())
         codes = DefectCodes(z_d.to(device), l8.to(device), s_d.to(device), torch.zeros(len(class_id), 0, device=device),
                             class_id.to(device))
+        donor_pixels = dict(zip(("donor", "donor_mask"), (t.to(device=device, dtype=param.dtype) for t in pixels),
+                                strict=False))
         with torch.no_grad():
             image, mask = self.gan.transfer(canvas.to(device=device, dtype=param.dtype), codes, defect_class=class_id,
-                                            grade=self.grade)
+                                            grade=self.grade, **donor_pixels)
         return image.to(canvas), mask.to(canvas)
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
@@ -320,13 +337,18 @@ class DefectTransferGenerator(nn.Module):
         gan_windows = to_channels(windows, self.gan.channels)
         painted, soft = self._transfer(gan_windows, torch.tensor([c[1] for c in chosen]),
                                        torch.tensor([c[2] for c in chosen]))
-        keep = soft >= self.mask_threshold if self.mask_source == "gan" else self._donor_masks(chosen).to(soft.device)
+        if self.gan.needs_donor_pixels:
+            keep = soft >= 0.5  # the pasted region: nothing outside it changed
+        elif self.mask_source == "gan":
+            keep = soft >= self.mask_threshold
+        else:
+            keep = self._donor_masks(chosen).to(soft.device)
         if self.gan.channels == windows.shape[1]:
             result = painted.clamp(0.0, 1.0)
         else:  # paint the GAN's luminance change onto the input's channels
             result = (windows + to_channels(painted - gan_windows, windows.shape[1])).clamp(0.0, 1.0)
         if self.min_change > 0:
-            keep = keep & ((result - windows).abs().mean(dim=1, keepdim=True) >= self.min_change)
+            keep = keep & changed_mask(result, windows, self.min_change)
         result = torch.where(keep, result, windows)
         regions = [overlap(Placement(t - margin, l - margin), (size, size), (height, width)) for _, _, _, t, l in chosen]
         inside = torch.zeros_like(keep)

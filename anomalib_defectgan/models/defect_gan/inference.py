@@ -4,6 +4,7 @@
 
     codes = gen.encode(donors)                      # DefectCodes(z_d, l8, s_d, z_t, defect_class)
     image, mask = gen.transfer(canvas, codes)       # paint the donors' defects onto canvases
+    image, mask = gen.transfer(canvas, codes, donor=donors, donor_mask=masks)  # defect_path="composite"
     image, mask = gen.restore(defective)            # paint defects away
 
 Images are float ``[B, C, H, W]`` in [0, 1] with H and W multiples of 8; a transfer canvas must
@@ -106,16 +107,26 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Defe
 
 
 class TransferGraph(nn.Module):
-    """Traceable ``(canvas, z_d, l8, s_d, class_id, grade_id) -> (image, mask)`` for export."""
+    """Traceable ``(canvas, z_d, l8, s_d, class_id, grade_id[, donor, donor_mask]) -> (image, mask)``.
+
+    The last two inputs exist for ``defect_path="composite"`` generators only (:attr:`input_names`).
+    """
 
     def __init__(self, net: DefectGanNet) -> None:
         super().__init__()
         self.net = net
 
+    @property
+    def input_names(self) -> list[str]:
+        """Names of the graph's inputs, in order."""
+        names = ["canvas", "z_d", "l8", "s_d", "class_id", "grade_id"]
+        return [*names, "donor", "donor_mask"] if self.net.composite_path else names
+
     def forward(self, canvas: Tensor, z_d: Tensor, l8: Tensor, s_d: Tensor, class_id: Tensor,
-                grade_id: Tensor) -> tuple[Tensor, Tensor]:
+                grade_id: Tensor, donor: Tensor | None = None, donor_mask: Tensor | None = None
+                ) -> tuple[Tensor, Tensor]:
         """Paint the defect code onto ``canvas``; ``class_id``/``grade_id`` are ``[B]`` long."""
-        out = self.net.transfer(canvas, z_d, l8, s_d, class_id, grade_id)
+        out = self.net.transfer(canvas, z_d, l8, s_d, class_id, grade_id, donor, donor_mask)
         return out.image, out.mask
 
 
@@ -193,16 +204,29 @@ class DefectGanGenerator(nn.Module):
             ids = enc.class_logits.argmax(dim=1)
         return enc.codes(ids)
 
+    @property
+    def needs_donor_pixels(self) -> bool:
+        """True for ``defect_path="composite"``: :meth:`transfer` needs the donor crops and masks."""
+        return self.net.composite_path
+
     @torch.no_grad()
     def transfer(self, canvas: Tensor, codes: DefectCodes, defect_class: ClassSpec = None,
-                 grade: int | str | Sequence[int | str] | None = None) -> tuple[Tensor, Tensor]:
-        """Paint ``codes`` onto ``canvas``: returns ``(image [B,C,H,W], soft mask [B,1,H,W])``.
+                 grade: int | str | Sequence[int | str] | None = None, donor: Tensor | None = None,
+                 donor_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Paint ``codes`` onto ``canvas``: returns ``(image [B,C,H,W], mask [B,1,H,W])``.
 
         Args:
             canvas: Target images, the size of the donor crops (``net.code_stride`` x the code grid).
             codes: From :meth:`encode` (batch 1 is broadcast over the canvases).
             defect_class: Class names or ids (one or one per image); the codes' class when None.
             grade: The canvases' grade, if it is a training grade; 'unknown grade' otherwise.
+            donor: The donor crops the codes came from, aligned with the canvases (required when
+                :attr:`needs_donor_pixels`; batch 1 is broadcast).
+            donor_mask: ``[B, 1, H, W]`` the donors' defect pixels in {0, 1} (with ``donor``).
+
+        Returns:
+            The image and the soft mask of the code path, or the region G could change (the
+            pasted defect, grown) of the composite path.
         """
         canvas = self._check(canvas, "transfer")
         batch = len(canvas)
@@ -215,8 +239,24 @@ class DefectGanGenerator(nn.Module):
         ids = self.class_ids(defect_class, batch, canvas.device)
         ids = codes.defect_class.expand(batch) if ids is None else ids
         s_d = codes.s_d.expand(batch, -1) * (ids > 0).to(canvas.dtype)[:, None]
+        if self.needs_donor_pixels:
+            if donor is None or donor_mask is None:
+                raise DefectGanError("transfer: this generator (defect_path 'composite') needs donor= and "
+                                     "donor_mask=, the donor crops its codes came from")
+            donor = self._check(donor, "transfer donor").expand(batch, -1, -1, -1)
+            if donor.shape != canvas.shape:
+                raise DefectGanError(f"transfer: donor crops {list(donor.shape[1:])} do not match the canvases "
+                                     f"{list(canvas.shape[1:])}")
+            if donor_mask.dim() == 3:
+                donor_mask = donor_mask[None]
+            if donor_mask.shape[1:] != (1, *canvas.shape[-2:]):
+                raise DefectGanError(f"transfer: donor_mask must be [B, 1, {canvas.shape[-2]}, {canvas.shape[-1]}], "
+                                     f"got {list(donor_mask.shape)}")
+            donor_mask = (donor_mask.to(canvas) >= 0.5).to(canvas.dtype).expand(batch, -1, -1, -1)
+            if not bool(donor_mask.flatten(1).any(1).all()):
+                raise DefectGanError("transfer: a donor_mask is empty: there is no defect to transfer")
         out = self.net.transfer(canvas, codes.z_d.expand(batch, -1, -1, -1), codes.l8.expand(batch, -1, -1, -1), s_d,
-                                ids, self.grade_ids(grade, batch, canvas.device))
+                                ids, self.grade_ids(grade, batch, canvas.device), donor, donor_mask)
         return out.image, out.mask
 
     @torch.no_grad()

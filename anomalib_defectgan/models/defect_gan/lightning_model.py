@@ -37,12 +37,13 @@ from anomalib_defectgan.models.defect_gan.discriminator import (
     MultiTaskDiscriminator,
     sample_patches,
 )
-from anomalib_defectgan.models.defect_gan.torch_model import DefectGanNet, EncoderOutput, GeneratorOutput
+from anomalib_defectgan.models.defect_gan.torch_model import DefectGanNet, EncoderOutput
 
 logger = logging.getLogger(__name__)
 
 NET_ARGS = ("base_channels", "max_channels", "zd_channels", "sd_dim", "zt_dim", "w_dim", "embed_dim",
-            "mapping_layers", "mask_bias", "canvas_skip", "code_levels")
+            "mapping_layers", "mask_bias", "canvas_skip", "code_levels", "defect_path", "composite_feather",
+            "region_dilation")
 
 
 def augment(images: Tensor, max_translation: float) -> Tensor:
@@ -80,6 +81,16 @@ def _split(enc: EncoderOutput, sizes: list[int]) -> list[EncoderOutput]:
     return [EncoderOutput(*p) for p in parts]
 
 
+def _cat(parts: list[EncoderOutput]) -> EncoderOutput:
+    """Concatenate encoder outputs along the batch (the inverse of :func:`_split`)."""
+    values = []
+    for name in ("features", "z_d", "l8", "style_all", "z_t", "class_logits", "pooled_defect"):
+        pieces = [getattr(part, name) for part in parts]
+        values.append([torch.cat(level) for level in zip(*pieces, strict=True)] if isinstance(pieces[0], list)
+                      else torch.cat(pieces))
+    return EncoderOutput(*values)
+
+
 class DefectGan(pl.LightningModule):
     """Layered defect-transfer swapping autoencoder (DESIGN.md section 3).
 
@@ -105,6 +116,14 @@ class DefectGan(pl.LightningModule):
             features.
         code_levels: Resolution levels of encoder and generator; the spatial defect code lives at
             ``H / 2**(code_levels - 1)`` (4: H/8; 3: H/4 keeps finer defect geometry).
+        defect_path: ``"code"`` (the defect reaches G through its codes only) or ``"composite"``
+            (also as the donor's real pixels pasted onto the canvas; G learns a residual on that
+            composite; see :mod:`~anomalib_defectgan.models.defect_gan.torch_model`).
+        composite_feather: Gaussian sigma (px) of the pasted defect's edge (``"composite"``).
+        region_dilation: Pixels the region G may change grows beyond the pasted edge (``"composite"``).
+        contrast_jitter: ``"composite"`` training: the donor's defect is put back on its own restored
+            background with its contrast scaled by a random factor in ``1 +- contrast_jitter``, and G
+            must rebuild the real donor from that (the paired target).
         d_base_channels: Discriminator width at full resolution.
         d_max_channels: Cap on discriminator width.
         patch_size: Side of co-occurrence patches (default: crop_size // 4, at least 8).
@@ -152,6 +171,10 @@ class DefectGan(pl.LightningModule):
         mask_bias: float = -1.0,
         canvas_skip: bool = False,
         code_levels: int = 4,
+        defect_path: str = "code",
+        composite_feather: float = 2.0,
+        region_dilation: int = 1,
+        contrast_jitter: float = 0.4,
         d_base_channels: int = 16,
         d_max_channels: int = 64,
         patch_size: int | None = None,
@@ -341,6 +364,8 @@ class DefectGan(pl.LightningModule):
 
     def forward_passes(self, batch: GanBatch) -> dict[str, Any]:
         """Restore, transfer, identity, re-insert and cycle passes of one iteration."""
+        if self.net.composite_path:
+            return self.composite_passes(batch)
         net, h = self.net, self.hparams
         donor, canvas, good = batch.donor, batch.canvas, batch.good
         n = min(len(donor), len(canvas))
@@ -377,9 +402,66 @@ class DefectGan(pl.LightningModule):
         return {
             "n": n, "a": a, "b": b, "goods": goods, "k": k, "p": p, "q": q, "q_n": q_n,
             "enc": enc, "enc_a": enc_a, "enc_b": enc_b, "enc_n": enc_n, "enc_x": enc_x, "s_a": s_a,
-            "first": first, "restored": restored, "transfer": transfer, "identity": identity,
+            "restore_logits": first.mask_logits[:n], "transfer_logits": first.mask_logits[n:2 * n],
+            "restored": restored, "transfer": transfer, "identity": identity,
             "m_r": m_r, "m_t": m_t, "m_n": m_n, "reinserted": reinserted, "cycled": cycled, "m_cycle": m_cycle,
             "region": region, "gt": donor.mask[:n], "kind": donor.mask_kind[:n],
+        }
+
+    def _drop_grade(self, grade: Tensor) -> Tensor:
+        """Replace each grade by 'unknown grade' with probability ``grade_dropout``."""
+        unknown = torch.full_like(grade, self.net.unknown_grade)
+        return torch.where(torch.rand(grade.shape, device=grade.device) < self.hparams.grade_dropout, unknown, grade)
+
+    def composite_passes(self, batch: GanBatch) -> dict[str, Any]:
+        """The passes of ``defect_path="composite"``: the donor's real pixels are pasted, G refines.
+
+        1. Restore ``A_hat`` and identity ``N_tilde`` as in the code path (G's own mask).
+        2. Transfer ``X = G(paste(A -> B))`` in the pasted region; paired target
+           ``A_rec = G(paste(jitter(A) -> stopgrad(A_hat)))`` must rebuild ``A``.
+        3. Cycle ``B_tilde = G(X, code(X), 0, good, q)``.
+        """
+        net, h = self.net, self.hparams
+        donor, canvas, good = batch.donor, batch.canvas, batch.good
+        n = min(len(donor), len(canvas))
+        a, k, p = donor.image[:n], donor.defect_class[:n], donor.grade[:n]
+        b, q = canvas.image[:n], canvas.grade[:n]
+        goods, q_n = good.image, good.grade
+        zeros, zeros_n = torch.zeros_like(k), torch.zeros_like(q_n)
+        enc = net.encode(torch.cat([a, b, goods]))
+        enc_a, enc_b, enc_n = _split(enc, [n, n, len(goods)])
+        s_a = enc_a.style(k)
+        restore_in = torch.cat([a, goods])
+        enc_r = _cat([enc_a, enc_n])
+        first = net.decode(restore_in, enc_r, enc_r.z_d, enc_r.l8,
+                           torch.cat([torch.zeros_like(s_a), enc_n.style(zeros_n)]), torch.cat([zeros, zeros_n]),
+                           self._drop_grade(torch.cat([p, q_n])))
+        restored, identity = torch.split(first.image, [n, len(goods)])
+        m_r, m_n = torch.split(first.mask, [n, len(goods)])
+        has_gt = (donor.mask_kind[:n] != MASK_KIND_IDS["none"])[:, None, None, None]
+        defect = torch.where(has_gt, donor.mask[:n], (m_r.detach() > 0.5).to(a.dtype))
+        gain = 1.0 + h.contrast_jitter * (2.0 * torch.rand(n, 1, 1, 1, device=a.device) - 1.0)
+        background = (a * (1.0 - defect)).sum(dim=(2, 3), keepdim=True) / (1.0 - defect).sum(
+            dim=(2, 3), keepdim=True).clamp_min(1.0)
+        jittered = (background + gain * (a - background)).clamp(0.0, 1.0)
+        paired_in, paired_region = net.composite(restored.detach(), jittered, defect)
+        pasted, region = net.composite(b, a, defect)
+        second_in = torch.cat([paired_in, pasted])
+        enc2 = net.encode(second_in)
+        second = net.decode(second_in, enc2, torch.cat([enc_a.z_d, enc_a.z_d]), torch.cat([enc_a.l8, enc_a.l8]),
+                            torch.cat([s_a, s_a]), torch.cat([k, k]), self._drop_grade(torch.cat([p, q])),
+                            torch.cat([paired_region, region]))
+        reinserted, transfer = torch.split(second.image, [n, n])
+        enc_x = net.encode(transfer)
+        cycle = net.decode(transfer, enc_x, enc_x.z_d, enc_x.l8, torch.zeros_like(s_a), zeros, self._drop_grade(q))
+        return {
+            "n": n, "a": a, "b": b, "goods": goods, "k": k, "p": p, "q": q, "q_n": q_n,
+            "enc": enc, "enc_a": enc_a, "enc_b": enc_b, "enc_n": enc_n, "enc_x": enc_x, "s_a": s_a,
+            "restore_logits": first.mask_logits[:n], "transfer_logits": second.mask_logits[n:],
+            "restored": restored, "transfer": transfer, "identity": identity,
+            "m_r": m_r, "m_t": region, "m_n": m_n, "reinserted": reinserted, "cycled": cycle.image,
+            "m_cycle": cycle.mask, "region": paired_region,
+            "gt": donor.mask[:n], "kind": donor.mask_kind[:n], "pasted": pasted,
         }
 
     def _real_and_fake(self, f: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -463,11 +545,12 @@ class DefectGan(pl.LightningModule):
         all_classes = torch.cat([k, zeros, torch.zeros_like(f["q_n"])])
         losses["leak"] = F.cross_entropy(self.leak_class(enc.z_t), all_classes) + F.cross_entropy(
             self.leak_grade(enc_a.z_d.mean(dim=(2, 3))), p)
-        first: GeneratorOutput = f["first"]
         losses["mask_supervision"] = (
-            L.mask_supervision(first.mask_logits[:n], f["gt"], f["kind"])
-            + L.mask_supervision(first.mask_logits[n:2 * n], f["gt"], f["kind"])
+            L.mask_supervision(f["restore_logits"], f["gt"], f["kind"])
+            + L.mask_supervision(f["transfer_logits"], f["gt"], f["kind"])
             + L.mask_supervision(enc_a.l8, f["gt"], f["kind"]))
+        if "pasted" in f:
+            losses["self_reg"] = L.masked_l1(f["transfer"], f["pasted"], f["m_t"])
         losses["encoder_class"] = F.cross_entropy(enc.class_logits, all_classes)
         return losses
 
@@ -532,14 +615,23 @@ class DefectGan(pl.LightningModule):
         k, p, q = batch.donor.defect_class[:n], batch.donor.grade[:n], batch.canvas.grade[:n]
         enc_a = net.encode(donor)
         s_a = enc_a.style(k)
-        transfer = net.decode(canvas, net.encode(canvas), enc_a.z_d, enc_a.l8, s_a, k, q)
         zeros = torch.zeros_like(k)
         restored = net.decode(donor, enc_a, enc_a.z_d, enc_a.l8, torch.zeros_like(s_a), zeros, p)
+        has_gt = (batch.donor.mask_kind[:n] != MASK_KIND_IDS["none"])[:, None, None, None]
+        donor_mask = torch.where(has_gt, batch.donor.mask[:n], (restored.mask > 0.5).to(donor.dtype))
+        transfer = net.transfer(canvas, enc_a.z_d, enc_a.l8, s_a, k, q, donor, donor_mask)
+        if net.composite_path:
+            from anomalib_defectgan.data.blending import changed_mask
+
+            pasted = net.composite(canvas, donor, donor_mask)[0]
+            label = changed_mask(transfer.image, canvas).to(canvas.dtype)
+        else:
+            pasted, label = canvas, transfer.mask
         enc_n = net.encode(batch.good.image)
         zeros_n = torch.zeros_like(batch.good.grade)
         identity = net.decode(batch.good.image, enc_n, enc_n.z_d, enc_n.l8, enc_n.style(zeros_n), zeros_n,
                               batch.good.grade)
-        return {"donor": donor, "canvas": canvas, "transfer": transfer.image, "mask": transfer.mask,
+        return {"donor": donor, "canvas": canvas, "pasted": pasted, "transfer": transfer.image, "mask": label,
                 "restored": restored.image, "restore_mask": restored.mask,
                 "identity_l1": (identity.image - batch.good.image).abs().mean()}
 
@@ -548,7 +640,10 @@ class DefectGan(pl.LightningModule):
         return Path(trainer.log_dir or trainer.default_root_dir)
 
     def save_sample_grid(self, name: str, batch: GanBatch | None = None, log_dir: Path | None = None) -> Path | None:
-        """Write a PNG grid (donor | canvas | transfer | mask | restored) under ``<log_dir>/samples``."""
+        """Write a PNG grid (donor | canvas | pasted | transfer | mask | restored) under ``<log_dir>/samples``.
+
+        ``pasted`` is the donor's defect pasted onto the canvas (the canvas itself for the code path).
+        """
         from torchvision.utils import make_grid
 
         from anomalib_defectgan.data.image_io import write_image
@@ -560,7 +655,7 @@ class DefectGan(pl.LightningModule):
         out = self.sample(batch)
         count = min(self.hparams.sample_count, len(out["donor"]))
         channels = out["donor"].shape[1]
-        columns = [out["donor"], out["canvas"], out["transfer"], out["mask"].expand(-1, channels, -1, -1),
+        columns = [out["donor"], out["canvas"], out["pasted"], out["transfer"], out["mask"].expand(-1, channels, -1, -1),
                    out["restored"]]
         tiles = torch.stack([c[:count].float().cpu() for c in columns], dim=1).flatten(0, 1)
         grid = make_grid(tiles, nrow=len(columns), padding=2, pad_value=1.0)

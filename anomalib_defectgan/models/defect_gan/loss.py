@@ -17,6 +17,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "adv_reinsert": 0.5,      # D on the re-inserted donor A_rec
     "rec": 5.0,               # L1(A_rec, A)
     "rec_masked": 5.0,        # L1(A_rec, A) weighted by the defect mask
+    "self_reg": 1.0,          # composite path: L1(X, pasted composite) in the pasted region
     "cycle": 5.0,             # L1(B_tilde, B): restoring the transfer gives the canvas back
     "identity": 5.0,          # L1(N_tilde, N): restoring a good image changes nothing
     "identity_mask": 1.0,     # mean mask on good images

@@ -7,6 +7,14 @@ encoder features, modulated by ``w = MLP(s_d, z_t(canvas), embed(class), embed(g
 outputs a foreground ``f`` and a full-resolution mask ``m`` whose logits are refined from ``l8``
 at every scale; the result is ``X = m * f + (1 - m) * canvas``.
 
+With ``defect_path="composite"`` the donor's defect also reaches G at full resolution: a transfer
+first pastes the donor's real defect pixels onto the canvas
+(:func:`~anomalib_defectgan.data.blending.paste_feathered`), and G decodes over that composite's
+features with ``m`` fixed to the pasted region. G starts as the identity of the composite (the
+foreground is a residual on the composite's logits, with zero-initialised output layers), so it
+learns only what to change: how the defect sits in the new material. Restoring (painting a defect
+away) keeps the learned mask.
+
 Images are float ``[B, C, H, W]`` in [0, 1] with H and W multiples of 8.
 """
 
@@ -26,6 +34,7 @@ from anomalib_defectgan.models.defect_gan.layers import (
 )
 
 LEVELS = 4  # default resolutions H, H/2, H/4, H/8: the defect code lives at the last one
+DEFECT_PATHS = ("code", "composite")
 
 
 @dataclass
@@ -201,8 +210,12 @@ class Generator(nn.Module):
         inputs = torch.cat([s_d, z_t, self.class_embed(defect_class), self.grade_embed(grade)], dim=1)
         return self.mapping(inputs)
 
-    def forward(self, canvas: Tensor, features: list[Tensor], z_d: Tensor, l8: Tensor, w: Tensor) -> GeneratorOutput:
-        """Decode over the canvas' encoder ``features`` and composite onto ``canvas``."""
+    def forward(self, canvas: Tensor, features: list[Tensor], z_d: Tensor, l8: Tensor, w: Tensor,
+                region: Tensor | None = None) -> GeneratorOutput:
+        """Decode over the canvas' encoder ``features`` and composite onto ``canvas``.
+
+        ``region`` ``[B, 1, H, W]``, when given, replaces the learned mask: G may change only there.
+        """
         x = self.entry(torch.cat([features[-1], z_d, l8], dim=1))
         rgb: Tensor | None = None
         logits = l8
@@ -218,7 +231,7 @@ class Generator(nn.Module):
         if self.canvas_skip:
             rgb = rgb + torch.logit(canvas.clamp(1e-3, 1.0 - 1e-3))
         foreground = torch.sigmoid(rgb)
-        mask = torch.sigmoid(logits)
+        mask = torch.sigmoid(logits) if region is None else region
         image = mask * foreground + (1.0 - mask) * canvas
         return GeneratorOutput(image, mask, foreground, logits)
 
@@ -242,21 +255,36 @@ class DefectGanNet(nn.Module):
         canvas_skip: Foreground starts as the canvas (see :class:`Generator`).
         code_levels: Resolution levels; the spatial defect code lives at ``H / 2**(code_levels - 1)``
             (4: H/8; 3: H/4, finer defect geometry at more compute).
+        defect_path: ``"code"``: the defect reaches G only through its codes; ``"composite"``: also
+            as the donor's real pixels pasted onto the canvas (see the module doc; implies
+            ``canvas_skip`` and starts G as the identity of the composite).
+        composite_feather: Gaussian sigma (px) of the pasted defect's edge (``"composite"``).
+        region_dilation: Pixels the pasted region G may change is grown by beyond the feathered
+            edge (``"composite"``).
     """
 
     def __init__(self, channels: int = 1, num_classes: int = 2, num_grades: int = 1, base_channels: int = 16,
                  max_channels: int = 64, zd_channels: int = 8, sd_dim: int = 16, zt_dim: int = 64,
                  w_dim: int = 64, embed_dim: int = 16, mapping_layers: int = 2, mask_bias: float = -1.0,
-                 canvas_skip: bool = False, code_levels: int = LEVELS) -> None:
+                 canvas_skip: bool = False, code_levels: int = LEVELS, defect_path: str = "code",
+                 composite_feather: float = 2.0, region_dilation: int = 1) -> None:
         super().__init__()
+        if defect_path not in DEFECT_PATHS:
+            raise ValueError(f"defect_path must be one of {DEFECT_PATHS}, got {defect_path!r}")
         if num_classes < 2:
             raise ValueError(f"need 'good' and at least one defect class, got num_classes={num_classes}")
         if code_levels not in (2, 3, 4, 5):
             raise ValueError(f"code_levels must be 2 to 5, got {code_levels}")
         widths = channel_plan(base_channels, max_channels, code_levels)
         self.encoder = Encoder(channels, num_classes, widths, zd_channels, sd_dim, zt_dim, mask_bias)
+        self.composite_path = defect_path == "composite"
         self.generator = Generator(channels, num_classes, num_grades, widths, zd_channels, sd_dim, zt_dim, w_dim,
-                                   embed_dim, mapping_layers, canvas_skip)
+                                   embed_dim, mapping_layers, canvas_skip or self.composite_path)
+        if self.composite_path:  # G starts as the identity: foreground = composite
+            for layer in self.generator.to_rgb:
+                nn.init.zeros_(layer.weight)
+        self.composite_feather = float(composite_feather)
+        self.region_dilation = int(region_dilation)
         self.channels = channels
         self.num_classes = num_classes
         self.num_grades = num_grades
@@ -272,12 +300,40 @@ class DefectGanNet(nn.Module):
         return self.encoder(image)
 
     def decode(self, canvas: Tensor, canvas_enc: EncoderOutput, z_d: Tensor, l8: Tensor, s_d: Tensor,
-               defect_class: Tensor, grade: Tensor) -> GeneratorOutput:
-        """Paint the code ``(z_d, l8, s_d, class)`` onto ``canvas`` (already encoded as ``canvas_enc``)."""
+               defect_class: Tensor, grade: Tensor, region: Tensor | None = None) -> GeneratorOutput:
+        """Paint the code ``(z_d, l8, s_d, class)`` onto ``canvas`` (already encoded as ``canvas_enc``).
+
+        ``region``: the pixels G may change (None: its own mask).
+        """
         w = self.generator.style(s_d, canvas_enc.z_t, defect_class, grade)
-        return self.generator(canvas, canvas_enc.features, z_d, l8, w)
+        return self.generator(canvas, canvas_enc.features, z_d, l8, w, region)
+
+    def composite(self, canvas: Tensor, donor: Tensor, donor_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """The donor's defect pasted onto ``canvas`` and the region G may change there.
+
+        Args:
+            canvas: ``[B, C, H, W]`` target crops.
+            donor: ``[B, C, H, W]`` donor crops aligned with the canvas (the defect where it lands).
+            donor_mask: ``[B, 1, H, W]`` the donor's defect pixels in {0, 1}.
+
+        Returns:
+            ``(composite, region)``; ``region`` ``[B, 1, H, W]`` in {0, 1}.
+        """
+        from anomalib_defectgan.data.blending import dilate, paste_feathered
+
+        composite, alpha = paste_feathered(canvas, donor, donor_mask, self.composite_feather)
+        region = dilate((alpha > 0).to(canvas.dtype), self.region_dilation)
+        return composite, region
 
     def transfer(self, canvas: Tensor, z_d: Tensor, l8: Tensor, s_d: Tensor, defect_class: Tensor,
-                 grade: Tensor) -> GeneratorOutput:
-        """Encode ``canvas`` and paint the code onto it (the traceable inference path)."""
-        return self.decode(canvas, self.encoder(canvas), z_d, l8, s_d, defect_class, grade)
+                 grade: Tensor, donor: Tensor | None = None, donor_mask: Tensor | None = None) -> GeneratorOutput:
+        """Paint the code onto ``canvas`` (the traceable inference path).
+
+        With ``defect_path="composite"`` the donor crops and masks the codes came from are needed.
+        """
+        if not self.composite_path:
+            return self.decode(canvas, self.encoder(canvas), z_d, l8, s_d, defect_class, grade)
+        if donor is None or donor_mask is None:
+            raise ValueError("a composite-path generator needs the donor crops and masks to transfer")
+        composite, region = self.composite(canvas, donor, donor_mask)
+        return self.decode(composite, self.encoder(composite), z_d, l8, s_d, defect_class, grade, region)
