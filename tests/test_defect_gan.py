@@ -285,3 +285,90 @@ def test_code_levels_3_keeps_the_defect_code_at_quarter_resolution(tmp_path: Pat
         DefectGanNet(num_classes=3, code_levels=7)
     with pytest.raises(DefectGanError, match="multiple of 16"):
         tiny_model(code_levels=5, crop_size=40)
+
+
+def test_composite_path_starts_as_the_identity_of_the_pasted_defect() -> None:
+    from anomalib_defectgan.data.blending import paste_feathered
+
+    torch.manual_seed(0)
+    model = tiny_model(defect_path="composite")
+    batch = make_batch()
+    f = model.forward_passes(batch)
+    pasted, alpha = paste_feathered(batch.canvas.image, batch.donor.image, batch.donor.mask)
+    assert torch.allclose(f["pasted"], pasted)
+    assert torch.allclose(f["transfer"], pasted, atol=1e-5), "zero-initialised residual: X is the composite"
+    outside = f["m_t"] == 0
+    assert torch.equal(f["transfer"][outside], batch.canvas.image[outside]), "nothing changes outside the region"
+    assert bool((f["m_t"] >= (alpha > 0).float()).all()), "the region holds the whole pasted defect"
+    assert (f["pasted"] - batch.canvas.image).abs()[alpha.expand_as(pasted) > 0.5].mean() > 0.05
+
+
+def test_composite_path_trains_and_refines_only_inside_the_region() -> None:
+    torch.manual_seed(0)
+    model = tiny_model(defect_path="composite")
+    batch = make_batch()
+    for _ in range(3):
+        losses, _ = iteration(model, batch, r1=False)
+    assert "self_reg" in losses["g"] and all(torch.isfinite(v) for v in losses["g"].values())
+    f = model.forward_passes(batch)
+    inside = f["m_t"].expand_as(f["transfer"]) > 0
+    assert (f["transfer"] - f["pasted"]).abs()[inside].max() > 0, "G has learned a residual"
+    assert torch.equal(f["transfer"][~inside], batch.canvas.image[~inside])
+
+
+def test_composite_generator_file_needs_and_uses_donor_pixels(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = tiny_model(defect_path="composite")
+    iteration(model, make_batch(), r1=False)
+    gen = load_generator(model.export_generator(tmp_path / "gen"))
+    assert gen.needs_donor_pixels and gen.export_module().input_names[-2:] == ["donor", "donor_mask"]
+    donors, masks = make_batch().donor.image, make_batch().donor.mask
+    canvas = make_batch(seed=1).canvas.image
+    codes = gen.encode(donors, [1, 2, 1])
+    with pytest.raises(DefectGanError, match="needs donor"):
+        gen.transfer(canvas, codes)
+    with pytest.raises(DefectGanError, match="empty"):
+        gen.transfer(canvas, codes, donor=donors, donor_mask=torch.zeros_like(masks))
+    with pytest.raises(DefectGanError, match="do not match"):
+        gen.transfer(canvas, codes, donor=donors[..., :16, :16], donor_mask=masks)
+    image, region = gen.transfer(canvas, codes, donor=donors, donor_mask=masks)
+    assert image.shape == canvas.shape and set(region.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(image[region.expand_as(image) == 0], canvas[region.expand_as(canvas) == 0])
+
+
+def test_composite_transfer_graph_converts_to_openvino() -> None:
+    pytest.importorskip("openvino")
+    from anomalib_defectgan.generators.openvino_backend import OpenVinoTransfer
+
+    torch.manual_seed(0)
+    gen = DefectGanGenerator(tiny_model(defect_path="composite").net_ema, CLASSES, GRADES, SIZE).eval()
+    batch = make_batch()
+    codes = gen.encode(batch.donor.image, [1, 2, 1])
+    canvas = make_batch(seed=2).canvas.image
+    grade = torch.full((3,), 2, dtype=torch.long)
+    inputs = (canvas, codes.z_d, codes.l8, codes.s_d, codes.defect_class, grade, batch.donor.image, batch.donor.mask)
+    with torch.no_grad():
+        ref_image, ref_mask = gen.export_module()(*inputs)
+    ov_transfer = OpenVinoTransfer.from_generator(gen)
+    image, mask = ov_transfer(*inputs)
+    assert torch.allclose(image, ref_image, atol=1e-4) and torch.equal(mask, ref_mask)
+    with pytest.raises(DefectGanError, match="takes 8 inputs"):
+        ov_transfer(*inputs[:6])
+
+
+def test_defect_path_is_checked() -> None:
+    with pytest.raises(ValueError, match="defect_path"):
+        DefectGanNet(num_classes=3, defect_path="pixels")
+
+
+def test_generator_export_keeps_the_trained_critic(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = tiny_model(classifier_steps=2)
+    model.train_classifier(iter([make_batch(), make_batch(seed=1)]), 2)
+    gen = load_generator(model.export_generator(tmp_path / "gen"))
+    assert (tmp_path / "gen" / "critic.safetensors").is_file() and gen.critic is not None
+    crops = make_batch().donor.image
+    expected = model.classifier(crops).class_logits.argmax(1) == torch.tensor([1, 2, 1])
+    assert torch.equal(gen.recognised(crops, torch.tensor([1, 2, 1])), expected)
+    untrained = load_generator(tiny_model().export_generator(tmp_path / "plain"))
+    assert untrained.critic is None and bool(untrained.recognised(crops, torch.ones(3)).all())

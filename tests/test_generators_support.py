@@ -49,10 +49,12 @@ def make_normals(root: Path, count: int = 4, size: int = 48, seed: int = 1, leve
 
 
 def make_tiny_generator(root: Path, classes: tuple[str, ...] = ("scratch", "spot"), channels: int = 1,
-                        crop_size: int = 32, seed: int = 0) -> Path:
+                        crop_size: int = 32, seed: int = 0, defect_path: str = "code", critic: bool = False) -> Path:
     """Save an untrained tiny DefectGAN generator with the GAN's own export code; returns its folder.
 
-    The mask bias is positive so that the untrained network paints visible masks.
+    The mask bias is positive so that the untrained network paints visible masks. An untrained
+    ``defect_path="composite"`` generator returns the pasted donor defect unchanged. ``critic``
+    saves an untrained versatile classifier V beside it.
     """
     import torch
 
@@ -64,7 +66,13 @@ def make_tiny_generator(root: Path, classes: tuple[str, ...] = ("scratch", "spot
     torch.manual_seed(seed)
     config = {"channels": channels, "num_classes": len(classes) + 1, "num_grades": 1, "base_channels": 8,
               "max_channels": 16, "mask_bias": 1.0}
+    if defect_path != "code":
+        config["defect_path"] = defect_path
     if "canvas_skip" in inspect.signature(DefectGanNet).parameters:
         config["canvas_skip"] = True  # exercises aten::logit, which the OpenVINO export has to convert
-    save_generator(DefectGanNet(**config), config, ["good", *classes], ["known"], crop_size, root)
+    from anomalib_defectgan.models.defect_gan.classifier import VersatileClassifier
+
+    v = VersatileClassifier(channels, len(classes) + 1, 1, width=4) if critic else None
+    save_generator(DefectGanNet(**config), config, ["good", *classes], ["known"], crop_size, root, critic=v,
+                   critic_width=4)
     return root

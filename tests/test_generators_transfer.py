@@ -242,3 +242,45 @@ def test_min_change_leaves_unrendered_pixels_unlabelled(world: dict[str, Path]) 
     assert (mask <= full_mask).all() and mask.sum() < full_mask.sum(), "the label shrinks to what was rendered"
     with pytest.raises(ValueError, match="min_change"):
         DefectTransferGenerator(world["gen"], world["bank"], min_change=1.0, cache_dir=world["cache"])
+
+
+def test_composite_generator_pastes_real_donor_pixels_and_labels_what_changed(world: dict[str, Path]) -> None:
+    from anomalib_defectgan.data.blending import CHANGE_THRESHOLD
+
+    path = make_tiny_generator(world["root"] / "gen_composite", defect_path="composite")
+    gen = DefectTransferGenerator(path, world["bank"], probability=1.0, seed=4, cache_dir=world["cache"])
+    images = torch.rand(6, 1, 80, 80) * 0.1 + 0.45  # flat canvases: the donors' defects stand out
+    augmented, mask = gen(images)
+    changed = (augmented - images).abs().mean(dim=1, keepdim=True) >= CHANGE_THRESHOLD
+    assert torch.equal(mask.bool(), changed) and mask.flatten(1).sum(1).min() > 0
+    for i, info in enumerate(gen.last_info):
+        window = (slice(None), slice(info["top"], info["top"] + gen.crop_size),
+                  slice(info["left"], info["left"] + gen.crop_size))
+        assert mask[i][window].sum() == mask[i].sum(), "nothing painted outside the window"
+        dark = info["defect_class"] == "scratch"  # the bank's scratches are dark, its spots bright
+        inside = mask[i].bool().expand_as(augmented[i])
+        shift = (augmented[i][inside] - images[i][inside]).mean()
+        assert (shift < 0) if dark else (shift > 0), "the donor's real defect was pasted"
+    ov_gen = DefectTransferGenerator(path, world["bank"], probability=1.0, seed=4, cache_dir=world["cache"],
+                                     backend="openvino")
+    ov_augmented, ov_mask = ov_gen(images)
+    assert (ov_augmented - augmented).abs().max() < 1e-3 and (ov_mask != mask).float().mean() < 1e-3
+
+
+def test_critic_redraws_reject_transfers_the_critic_does_not_recognise(world: dict[str, Path]) -> None:
+    with pytest.raises(ValueError, match="critic"):
+        DefectTransferGenerator(world["gen"], world["bank"], critic_redraws=2, cache_dir=world["cache"])
+    path = make_tiny_generator(world["root"] / "gen_critic", critic=True)
+    images = torch.rand(8, 1, 80, 80)
+    plain = DefectTransferGenerator(path, world["bank"], probability=1.0, seed=6, cache_dir=world["cache"])
+    picky = DefectTransferGenerator(path, world["bank"], probability=1.0, seed=6, cache_dir=world["cache"],
+                                    critic_redraws=4)
+    plain(images)
+    _, mask = picky(images)
+    assert mask.flatten(1).sum(1).min() > 0, "the last draw is kept: every image still gets a defect"
+    rate = [sum(i["critic_recognised"] for i in g.last_info) for g in (plain, picky)]
+    assert rate[1] >= rate[0]
+    from anomalib_defectgan.models.defect_gan import load_generator
+
+    gan = load_generator(path)
+    assert gan.critic is not None and gan.recognised(torch.rand(3, 1, 32, 32), torch.ones(3)).shape == (3,)

@@ -109,6 +109,9 @@ class DefectTransferGenerator(nn.Module):
             defect the GAN did not render is not labelled: the returned mask is exactly the pixels
             that changed. Default :data:`~anomalib_defectgan.data.blending.CHANGE_THRESHOLD`
             (2 grey levels); 0 keeps every pixel of the region, changed or not.
+        critic_redraws: Redraw (donor, orientation and window) a transfer that the GAN's frozen critic
+            V does not read as the donor's class, up to this many times; the last draw is kept
+            either way (0: off; needs a generator saved with its critic, ``critic.safetensors``).
         rotate90: Also use quarter turns of donors (off: rolled steel is directional).
         edge_margin: How far (px) a window may stick out of the image, so that defects also land
             at the edges (None: a quarter of the crop size; 0: windows stay inside).
@@ -137,6 +140,7 @@ class DefectTransferGenerator(nn.Module):
         mask_source: str = "donor",
         mask_dilation: int = 2,
         min_change: float = CHANGE_THRESHOLD,
+        critic_redraws: int = 0,
         rotate90: bool = False,
         edge_margin: int | None = None,
         cache_dir: str | Path | None = None,
@@ -156,7 +160,13 @@ class DefectTransferGenerator(nn.Module):
             raise ValueError(f"mask_dilation must be >= 0, got {mask_dilation}")
         if not 0.0 <= min_change < 1.0:
             raise ValueError(f"min_change must be in [0, 1), got {min_change}")
+        if critic_redraws < 0:
+            raise ValueError(f"critic_redraws must be >= 0, got {critic_redraws}")
         gan = load_generator(checkpoint, device=device or "cpu")
+        if critic_redraws and gan.critic is None:
+            raise ValueError(f"critic_redraws needs the GAN's critic V, and {checkpoint} has none (critic.safetensors "
+                             "is written by 'defectgan fit' when V was trained: classifier_steps > 0)")
+        self.critic_redraws = int(critic_redraws)
         self.__dict__["gan"] = gan  # not a submodule: see the class docstring
         self.bank = load_bank(defect_bank, classes)
         known = [c for c in self.bank.classes if c in gan.classes[1:]]
@@ -292,6 +302,24 @@ class DefectTransferGenerator(nn.Module):
             holds, per image, the donor and placement used (None where no defect was added).
         """
         batch, single = as_batch(images)
+        pending = [i for i in range(batch.shape[0]) if float(torch.rand(1, generator=self.rng)) < self.probability]
+        augmented, masks = self._paint_images(batch, pending, None)
+        return as_output(augmented, masks, single)
+
+    def paint_donors(self, images: Tensor, donors: Sequence[int]) -> tuple[Tensor, Tensor]:
+        """Paint bank donor ``donors[i]`` onto image ``i`` (orientation and window drawn as usual).
+
+        The same painting as :meth:`forward` with ``probability`` 1, for benchmarks that compare
+        generators on the same donors (``defectgan benchmark gan-quality``).
+        """
+        batch, single = as_batch(images)
+        if len(donors) != batch.shape[0] or not all(0 <= int(d) < len(self.bank) for d in donors):
+            raise ValueError(f"need one bank index in [0, {len(self.bank)}) per image, got {list(donors)}")
+        augmented, masks = self._paint_images(batch, list(range(batch.shape[0])), [int(d) for d in donors])
+        return as_output(augmented, masks, single)
+
+    def _paint_images(self, batch: Tensor, pending: list[int], donors: list[int] | None) -> tuple[Tensor, Tensor]:
+        """Paint images ``pending`` of ``batch`` (donors drawn, or ``donors[i]`` for image i)."""
         size, margin = self.crop_size, self.edge_margin
         height, width = batch.shape[-2:]
         # Windows may stick out of the image by ``margin`` (so defects also land near the edges),
@@ -301,13 +329,14 @@ class DefectTransferGenerator(nn.Module):
         augmented = batch.clone()
         masks = torch.zeros_like(batch[:, :1])
         self.last_info = [None] * batch.shape[0]
-        pending = [i for i in range(batch.shape[0]) if float(torch.rand(1, generator=self.rng)) < self.probability]
-        # A window near the edge can leave its defect outside the image: such images get new draws.
-        for _ in range(3):
+        # A window near the edge can leave its defect outside the image, and the critic may reject a
+        # transfer: such images get new draws.
+        attempts = 3 + self.critic_redraws
+        for attempt in range(attempts):
             if not pending:
                 break
-            pending = self._paint(padded, pending, augmented, masks)
-        return as_output(augmented, masks, single)
+            pending = self._paint(padded, pending, augmented, masks, donors, final=attempt == attempts - 1)
+        return augmented, masks
 
     def _donor_masks(self, chosen: list[tuple[int, int, int, int, int]]) -> Tensor:
         """The oriented, grown donor masks ``[N, 1, c, c]`` (bool) of the chosen (image, donor, orientation, ...)."""
@@ -318,17 +347,19 @@ class DefectTransferGenerator(nn.Module):
             self._grown_masks = (masks > 0.5).unflatten(0, self.codes["mask"].shape[:2])
         return torch.stack([self._grown_masks[donor, orient] for _, donor, orient, _, _ in chosen])
 
-    def _paint(self, padded: Tensor, indices: list[int], augmented: Tensor, masks: Tensor) -> list[int]:
+    def _paint(self, padded: Tensor, indices: list[int], augmented: Tensor, masks: Tensor,
+               donors: list[int] | None = None, final: bool = True) -> list[int]:
         """Draw donor, orientation and window for images ``indices``, paint them in place.
 
         Returns:
-            The indices whose defect fell outside the image (nothing painted).
+            The indices whose defect fell outside the image, or (unless ``final``) that the critic
+            did not recognise: nothing painted.
         """
         size, margin = self.crop_size, self.edge_margin
         height, width = augmented.shape[-2:]
         chosen = []  # image, donor, orientation, top, left (in padded coordinates)
         for i in indices:
-            donor = self.sampler.sample(self.rng)
+            donor = self.sampler.sample(self.rng) if donors is None else donors[i]
             orient = int(torch.randint(len(self.orientations), (1,), generator=self.rng))
             top = int(torch.randint(padded.shape[-2] - size + 1, (1,), generator=self.rng))
             left = int(torch.randint(padded.shape[-1] - size + 1, (1,), generator=self.rng))
@@ -355,6 +386,12 @@ class DefectTransferGenerator(nn.Module):
         for j, (_, (wy, wx)) in enumerate(regions):
             inside[j, :, wy, wx] = True
         hit = [bool(h) for h in (keep & inside).flatten(1).any(1)]
+        recognised = [True] * len(chosen)
+        if self.critic_redraws:
+            class_ids = self.codes["class_id"][torch.tensor([c[1] for c in chosen])]
+            recognised = self.gan.recognised(to_channels(result, self.gan.channels), class_ids).tolist()
+            if not final:
+                hit = [h and r for h, r in zip(hit, recognised, strict=True)]
         missed = []
         for j, (i, donor, orient, top, left) in enumerate(chosen):
             if not hit[j]:
@@ -366,5 +403,6 @@ class DefectTransferGenerator(nn.Module):
             source, o = self.bank.donors[donor], self.orientations[orient]
             self.last_info[i] = {"donor_path": source.path, "donor_mask_path": source.mask_path,
                                  "defect_class": source.defect_class, "top": top - margin, "left": left - margin,
-                                 "flip_h": o.flip_h, "flip_v": o.flip_v, "rot90": o.rot90, "window": size}
+                                 "flip_h": o.flip_h, "flip_v": o.flip_v, "rot90": o.rot90, "window": size,
+                                 "critic_recognised": bool(recognised[j])}
         return missed

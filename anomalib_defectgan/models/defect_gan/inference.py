@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from anomalib_defectgan.errors import DefectGanError
+from anomalib_defectgan.models.defect_gan.classifier import VersatileClassifier
 from anomalib_defectgan.models.defect_gan.torch_model import DefectCodes, DefectGanNet
 from anomalib_defectgan.utils.atomic import atomic_path, atomic_write_text
 
@@ -31,26 +32,46 @@ KIND = "defectgan-generator"
 FORMAT_VERSION = 1
 WEIGHTS_NAME = "generator.safetensors"
 CONFIG_NAME = "generator.json"
+CRITIC_NAME = "critic.safetensors"
 
 ClassSpec = int | str | Sequence[int | str] | Tensor | None
 
 
+def _save_tensors(module: nn.Module, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {name: value.detach().float().cpu().contiguous() for name, value in module.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"kind": KIND, "format_version": str(FORMAT_VERSION)})
+
+
 def save_generator(net: DefectGanNet, config: dict[str, Any], classes: list[str], grades: list[str],
-                   crop_size: int, out_dir: str | Path) -> Path:
+                   crop_size: int, out_dir: str | Path, critic: VersatileClassifier | None = None,
+                   critic_width: int | None = None) -> Path:
     """Write ``out_dir/generator.safetensors`` and ``out_dir/generator.json`` atomically.
+
+    Args:
+        net: Encoder + generator (EMA weights).
+        config: Init arguments of ``net``.
+        classes: Class vocabulary, ``'good'`` first.
+        grades: Training grades.
+        crop_size: Training crop size.
+        out_dir: Output folder.
+        critic: The frozen versatile classifier V, written as ``critic.safetensors`` (it lets
+            ``DefectTransferGenerator(critic_redraws=N)`` reject transfers V does not recognise).
+        critic_width: V's width (with ``critic``).
 
     Returns:
         Path of the ``.safetensors`` file.
     """
-    from safetensors.torch import save_file
-
     out_dir = Path(out_dir)
-    tensors = {name: value.detach().float().cpu().contiguous() for name, value in net.state_dict().items()}
     weights = out_dir / WEIGHTS_NAME
-    with atomic_path(weights) as tmp:
-        save_file(tensors, str(tmp), metadata={"kind": KIND, "format_version": str(FORMAT_VERSION)})
+    _save_tensors(net, weights)
     meta = {"kind": KIND, "format_version": FORMAT_VERSION, "config": config, "classes": list(classes),
             "grades": list(grades), "channels": int(config["channels"]), "crop_size": int(crop_size)}
+    if critic is not None:
+        _save_tensors(critic, out_dir / CRITIC_NAME)
+        meta["critic"] = {"file": CRITIC_NAME, "width": int(critic_width or 16)}
     atomic_write_text(out_dir / CONFIG_NAME, json.dumps(meta, indent=2) + "\n")
     return weights
 
@@ -103,7 +124,27 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Defe
         raise DefectGanError(f"{weights}: not a readable safetensors file ({err})") from err
     except RuntimeError as err:
         raise DefectGanError(f"{weights}: weights do not match {config_path.name} ({str(err).splitlines()[0]})") from err
-    return DefectGanGenerator(net, meta["classes"], meta["grades"], meta["crop_size"]).to(device).eval()
+    critic = _load_critic(weights.parent, meta) if isinstance(meta.get("critic"), dict) else None
+    return DefectGanGenerator(net, meta["classes"], meta["grades"], meta["crop_size"], critic).to(device).eval()
+
+
+def _load_critic(folder: Path, meta: dict[str, Any]) -> VersatileClassifier:
+    """The versatile classifier V saved beside the generator."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = folder / str(meta["critic"].get("file", CRITIC_NAME))
+    try:
+        critic = VersatileClassifier(int(meta["config"]["channels"]), len(meta["classes"]), len(meta["grades"]),
+                                     int(meta["critic"]["width"]))
+        critic.load_state_dict(load_file(str(path)))
+    except (KeyError, TypeError, ValueError) as err:
+        raise DefectGanError(f"{folder / CONFIG_NAME}: critic entry does not describe the critic ({err})") from err
+    except (SafetensorError, OSError) as err:
+        raise DefectGanError(f"{path}: not a readable safetensors file ({err})") from err
+    except RuntimeError as err:
+        raise DefectGanError(f"{path}: critic weights do not match {CONFIG_NAME} ({str(err).splitlines()[0]})") from err
+    return critic.requires_grad_(False)
 
 
 class TransferGraph(nn.Module):
@@ -138,11 +179,14 @@ class DefectGanGenerator(nn.Module):
         classes: Class vocabulary, ``'good'`` first.
         grades: Training grades; other grade names map to the 'unknown grade' embedding.
         crop_size: Crop size the network was trained on.
+        critic: The frozen versatile classifier V trained with the GAN, if it was saved.
     """
 
-    def __init__(self, net: DefectGanNet, classes: list[str], grades: list[str], crop_size: int) -> None:
+    def __init__(self, net: DefectGanNet, classes: list[str], grades: list[str], crop_size: int,
+                 critic: VersatileClassifier | None = None) -> None:
         super().__init__()
         self.net = net
+        self.critic = critic
         self.classes = list(classes)
         self.grades = list(grades)
         self.crop_size = int(crop_size)
@@ -268,6 +312,14 @@ class DefectGanGenerator(nn.Module):
         out = self.net.decode(images, enc, enc.z_d, enc.l8, enc.style(zeros), zeros,
                               self.grade_ids(grade, len(images), images.device))
         return out.image, out.mask
+
+    @torch.no_grad()
+    def recognised(self, images: Tensor, defect_class: Tensor) -> Tensor:
+        """``[B]`` bool: the critic V reads each crop as its ``defect_class`` (all True without V)."""
+        if self.critic is None:
+            return torch.ones(len(images), dtype=torch.bool, device=images.device)
+        images = self._check(images, "critic")
+        return self.critic(images).class_logits.argmax(dim=1) == defect_class.to(images.device)
 
     def export_module(self) -> TransferGraph:
         """The traceable transfer graph (for ``torch.onnx.export`` / ``openvino.convert_model``)."""

@@ -695,7 +695,9 @@ class DefectGan(pl.LightningModule):
         from anomalib_defectgan.models.defect_gan.inference import save_generator
 
         h = self.hparams
-        return save_generator(self.net_ema, self.net_config(), h.classes, h.grades, h.crop_size, out_dir)
+        critic = self.classifier if bool(self.classifier_trained) else None
+        return save_generator(self.net_ema, self.net_config(), h.classes, h.grades, h.crop_size, out_dir,
+                              critic=critic, critic_width=h.classifier_width)
 
 
 def _all_real(batch: GanBatch) -> tuple[Tensor, Tensor, Tensor]:
