@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from anomalib_defectgan.utils.openvino_precision import F32_CONFIG
 from tests.defect_classifier_data import trained_classifier  # noqa: F401  (session fixture)
 
 pytest.importorskip("openvino")
@@ -39,7 +40,7 @@ def test_openvino_fp32_matches_pytorch_and_fp16_int8_agree(trained_classifier, t
 
     fp32 = _export(model, tmp_path / "fp32")
     assert fp32.name == "model.xml" and fp32.with_suffix(".bin").is_file()
-    inferencer = OpenVINOInferencer(fp32, device="CPU")
+    inferencer = OpenVINOInferencer(fp32, device="CPU", config=dict(F32_CONFIG))
     scores, maps, predicted = [], [], []
     for image in images:
         result = inferencer.predict(image)
@@ -58,7 +59,7 @@ def test_openvino_fp32_matches_pytorch_and_fp16_int8_agree(trained_classifier, t
     for compression, data, where in ((CompressionType.FP16, None, np.ones_like(confident)),
                                      (CompressionType.INT8_PTQ, datamodule, confident)):
         path = _export(model, tmp_path / compression.value, compression, data)
-        inferencer = OpenVINOInferencer(path, device="CPU")
+        inferencer = OpenVINOInferencer(path, device="CPU", config=dict(F32_CONFIG))
         labels_ov = np.array([bool(np.asarray(inferencer.predict(image).pred_label).reshape(-1)[0]) for image in images])
         agreement = np.mean(labels_ov[where] == reference.pred_label.numpy()[where])
         assert agreement >= 0.99, f"{compression.value}: label agreement {agreement:.2%} with PyTorch"

@@ -17,6 +17,7 @@ from anomalib_defectgan.models.defect_gan import DefectGan, DefectGanNet, load_g
 from anomalib_defectgan.models.defect_gan.discriminator import sample_patches
 from anomalib_defectgan.models.defect_gan.inference import DefectGanGenerator
 from anomalib_defectgan.models.defect_gan.lightning_model import augment
+from anomalib_defectgan.utils.openvino_precision import F32_CONFIG
 
 CLASSES = ["good", "scratch", "pit"]
 GRADES = ["dark", "bright"]
@@ -262,8 +263,7 @@ def test_transfer_graph_converts_to_openvino() -> None:
     graph = gen.export_module()
     with torch.no_grad():
         ref_image, ref_mask = graph(*inputs)
-        compiled = ov.compile_model(ov.convert_model(graph, example_input=inputs), "CPU",
-                                    {"INFERENCE_PRECISION_HINT": "f32"})  # not bf16 on AMX CPUs
+        compiled = ov.compile_model(ov.convert_model(graph, example_input=inputs), "CPU", F32_CONFIG)
     result = compiled([t.numpy() for t in inputs])
     assert torch.allclose(torch.from_numpy(result[0]), ref_image, atol=1e-4)
     assert torch.allclose(torch.from_numpy(result[1]), ref_mask, atol=1e-4)

@@ -133,10 +133,9 @@ def _compile(xml: Path, shape: tuple[int, ...] | None, threads: int | None):
     network = core.read_model(str(xml))
     if shape is not None:
         network.reshape({network.input(0): ov.PartialShape(list(shape))})
-    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = threads
-    return core.compile_model(network, "CPU", config)
+    from anomalib_defectgan.utils.openvino_precision import compile_config
+
+    return core.compile_model(network, "CPU", compile_config(threads, PERFORMANCE_HINT="LATENCY"))
 
 
 

@@ -31,7 +31,9 @@ def export_and_compare(engine: Any, model: Any, image_paths: Sequence[str], expo
     kind = None if compression is None else CompressionType(compression.lower())
     xml = engine.export(model=model, export_type=ExportType.OPENVINO, export_root=str(export_root),
                         compression_type=kind, onnx_kwargs={"opset_version": 18})
-    inferencer = OpenVINOInferencer(path=xml, device="CPU")
+    from anomalib_defectgan.utils.openvino_precision import F32_CONFIG
+
+    inferencer = OpenVINOInferencer(path=xml, device="CPU", config=dict(F32_CONFIG))
     model.eval()
     diffs, agree = [], []
     for path in list(image_paths)[:max_images]:

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from anomalib_defectgan.errors import DefectGanError
 from anomalib_defectgan.utils.atomic import atomic_write_text
+from anomalib_defectgan.utils.openvino_precision import compile_config
 
 IR_NAME = "transfer.xml"
 META_NAME = "transfer.json"
@@ -117,12 +118,7 @@ class OpenVinoTransfer:
             if not path.is_file() or not path.with_suffix(".bin").is_file():
                 raise DefectGanError(f"{path}: OpenVINO transfer model not found (write it with 'defectgan export')")
             model = str(path)
-        # f32 explicitly: on CPUs with AMX or AVX512-BF16 OpenVINO otherwise computes in bf16
-        # (differences of ~1e-3 from PyTorch); an FP16 IR is still computed in f32.
-        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
-        self.compiled = ov.Core().compile_model(model, device, config)
+        self.compiled = ov.Core().compile_model(model, device, compile_config(threads))
         self.request = self.compiled.create_infer_request()
 
     @classmethod
