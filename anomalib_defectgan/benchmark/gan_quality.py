@@ -17,11 +17,10 @@ same real donor defects onto the same good canvases, and we report:
   (mean over channels of ``|output - canvas| > tau``), and the leak: the share of the changed
   pixels' energy (squared change) that lies outside the mask.
 
-The GAN is judged twice on the same transfers: ``defectgan`` raw (:meth:`DefectGanGenerator.transfer`
-on a crop-sized window of the canvas, soft mask as it comes), so leaks show; and
-``defectgan_donor_masks``, composited as ``DefectTransferGenerator``'s default
-(``mask_source="donor"``) does: the GAN's pixels inside the donor's label grown by 2 px, the
-canvas elsewhere, so it cannot leak, and its mask is that region.
+What is judged is what ships: the GAN paints through ``DefectTransferGenerator`` with its
+default settings (the code that ``defectgan generate``, ``DefectAugmented`` and the new-grade
+benchmark paint with), CutPaste and the NSA-style Poisson copy-paste through
+``CutPasteGenerator``, with the settings of the new-grade benchmark's arms.
 """
 
 from __future__ import annotations
@@ -39,7 +38,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from anomalib_defectgan.benchmark.evaluator import CropSampler, Evaluator, train_evaluator
@@ -50,8 +48,7 @@ from anomalib_defectgan.data.manifest import read_manifest, vocabularies, write_
 from anomalib_defectgan.errors import DefectGanError
 from anomalib_defectgan.utils.atomic import atomic_write_text
 
-ARMS = ("defectgan", "defectgan_donor_masks", "cutpaste")
-DONOR_MASK_DILATION = 2  # DefectTransferGenerator's default mask_dilation
+ARMS = ("defectgan", "cutpaste", "nsa")
 MIN_REFERENCE = 4
 
 
@@ -357,25 +354,27 @@ def canvas_schedule(plan: Plan, num: int, rng: np.random.Generator) -> list[tupl
     return schedule
 
 
-def generate(gan: Any, plan: Plan, num: int, crop: int, batch_size: int, seed: int, workdir: Path
-             ) -> tuple[dict[str, Generated], list[str]]:
-    """Paint ``num`` defects with the GAN and with CutPaste on the same canvases and donors.
+def generate(generator: str | Path, plan: Plan, num: int, crop: int, batch_size: int, seed: int, workdir: Path,
+             channels: int) -> tuple[dict[str, Generated], list[str]]:
+    """Paint ``num`` defects with each generator as it ships, on the same canvases.
 
     For each canvas CutPaste draws a donor (uniform class, then uniform donor, from the training
-    defects of the other grades where there are any); the GAN then paints that same donor,
-    encoded from a crop-sized window centred on its defect, into a crop-sized window at a random
-    position of the same canvas.
+    defects of the other grades where there are any); ``DefectTransferGenerator`` (the GAN, with
+    its default settings: what ``defectgan generate`` and ``DefectAugmented`` paint) then paints
+    that same donor onto the same canvas (:meth:`DefectTransferGenerator.paint_donors`), and the
+    NSA-style Poisson copy-paste draws its own donor the same way.
 
     Returns:
-        ``({"defectgan": ..., "defectgan_donor_masks": ..., "cutpaste": ...}, notes)``.
+        ``({"defectgan": ..., "cutpaste": ..., "nsa": ...}, notes)``.
     """
-    from anomalib_defectgan.generators import CutPasteGenerator
+    from anomalib_defectgan.generators import CutPasteGenerator, DefectTransferGenerator
+    from anomalib_defectgan.generators.cut_paste import NSA_SETTINGS
     from anomalib_defectgan.generators.defect_bank import DefectBank
 
     rng = np.random.default_rng([seed, 37])
     donor_manifest = write_manifest(plan.donors, workdir / "donors" / "manifest.csv")
     donor_grades = sorted(set(plan.donors["grade"]))
-    canvases = CanvasStore(gan.channels, crop)
+    canvases = CanvasStore(channels, crop)
     results = {arm: Generated() for arm in ARMS}
     notes = []
     schedule = canvas_schedule(plan, num, rng)
@@ -385,53 +384,34 @@ def generate(gan: Any, plan: Plan, num: int, crop: int, batch_size: int, seed: i
             others = donor_grades
             notes.append(f"canvases of {grade!r} get donors of their own grade (no other grade has donors)")
         bank = DefectBank(donor_manifest, grades=others)
-        cut = CutPasteGenerator(bank, probability=1.0, seed=seed * 1000 + g)
+        painters = {
+            "cutpaste": CutPasteGenerator(bank, probability=1.0, seed=seed * 1000 + g),
+            "nsa": CutPasteGenerator(bank, probability=1.0, seed=seed * 1000 + g, **NSA_SETTINGS),
+        }
+        transfer = DefectTransferGenerator(generator, bank, probability=1.0, seed=seed * 1000 + g, grade=grade,
+                                           cache_dir=workdir / "codes")
         index_of = {donor.path: i for i, donor in enumerate(bank.donors)}
-        windows: dict[int, tuple[Tensor, Tensor]] = {}
         mine = [path for canvas_grade, path in schedule if canvas_grade == grade]
         for start in range(0, len(mine), batch_size):
-            chunk = []
+            drawn = []
             for path in mine[start:start + batch_size]:
                 canvas = canvases(path)
-                image, mask = cut(canvas)
-                info = cut.last_info[0]
-                if info is None:
-                    continue
-                centre = (canvas.shape[-2] // 2, canvas.shape[-1] // 2)
-                results["cutpaste"].add(image, canvas, mask, centre, crop, info["defect_class"], grade, rng)
-                chunk.append((canvas, index_of[info["donor_path"]], info["defect_class"]))
-            if chunk:
-                _paint_gan(gan, chunk, bank, windows, crop, grade, rng, results["defectgan"],
-                           results["defectgan_donor_masks"])
+                for arm, painter in painters.items():
+                    image, mask = painter(canvas)
+                    info = painter.last_info[0]
+                    if info is None:
+                        continue
+                    centre = (canvas.shape[-2] // 2, canvas.shape[-1] // 2)
+                    results[arm].add(image, canvas, mask, centre, crop, info["defect_class"], grade, rng)
+                    if arm == "cutpaste":
+                        drawn.append((canvas, index_of[info["donor_path"]], info["defect_class"]))
+            for canvas, index, name in drawn:  # canvases differ in size: one call each
+                image, mask = transfer.paint_donors(canvas, [index])
+                info = transfer.last_info[0]
+                centre = ((info["top"] + crop // 2, info["left"] + crop // 2) if info is not None
+                          else (canvas.shape[-2] // 2, canvas.shape[-1] // 2))
+                results["defectgan"].add(image, canvas, mask, centre, crop, name, grade, rng)
     return results, notes
-
-
-def _paint_gan(gan: Any, chunk: list[tuple[Tensor, int, str]], bank: Any, windows: dict[int, tuple[Tensor, Tensor]],
-               crop: int, grade: str, rng: np.random.Generator, raw: Generated, donor_masked: Generated) -> None:
-    """Run one batched encode + transfer of the GAN and record it raw and composited in the donor's mask."""
-    for _, index, _ in chunk:
-        if index not in windows:
-            image, label = bank.window(index, crop, gan.channels)
-            grown = F.max_pool2d(label[None], 2 * DONOR_MASK_DILATION + 1, 1, DONOR_MASK_DILATION)[0] >= 0.5
-            windows[index] = (image, grown)
-    places = []
-    for canvas, _, _ in chunk:
-        height, width = canvas.shape[-2:]
-        places.append((int(rng.integers(height - crop + 1)), int(rng.integers(width - crop + 1))))
-    canvas_windows = torch.stack([c[:, t:t + crop, l:l + crop] for (c, _, _), (t, l) in zip(chunk, places, strict=True)])
-    names = [name for _, _, name in chunk]
-    codes = gan.encode(torch.stack([windows[index][0] for _, index, _ in chunk]), defect_class=names)
-    painted, soft = gan.transfer(canvas_windows, codes, defect_class=names, grade=[grade] * len(chunk))
-    for j, ((canvas, index, name), (top, left)) in enumerate(zip(chunk, places, strict=True)):
-        area = (slice(None), slice(top, top + crop), slice(left, left + crop))
-        pixels = painted[j].float().clamp(0, 1)
-        output, mask = canvas.clone(), torch.zeros_like(canvas[:1])
-        output[area], mask[area] = pixels, soft[j].float()
-        raw.add(output, canvas, mask, (top + crop // 2, left + crop // 2), crop, name, grade, rng)
-        label = windows[index][1]
-        output, mask = canvas.clone(), torch.zeros_like(canvas[:1])
-        output[area], mask[area] = torch.where(label, pixels, canvas_windows[j]), label.float()
-        donor_masked.add(output, canvas, mask, (top + crop // 2, left + crop // 2), crop, name, grade, rng)
 
 
 # ----------------------------------------------------------------------------------------- report
@@ -513,7 +493,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"generating {args.num} samples per generator", flush=True)
     generation_started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gan-quality-") as workdir:
-        samples, gen_notes = generate(gan, plan, args.num, crop, args.batch_size, args.seed, Path(workdir))
+        samples, gen_notes = generate(args.generator, plan, args.num, crop, args.batch_size, args.seed,
+                                      Path(workdir), gan.channels)
     generation_seconds = time.perf_counter() - generation_started
     scores, features = {}, {}
     for arm in ARMS:
