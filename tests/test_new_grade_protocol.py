@@ -102,3 +102,35 @@ def test_few_shot_split_of_the_real_sd_saliency_gives_valid_arm_manifests(tmp_pa
     for arm in ARMS:
         rows = read_manifest(write_manifest(arm_manifest(split, arm), tmp_path / arm / "manifest.csv"))
         assert rows["image_path"].is_unique and set(rows["split"]) == {"train", "val", "test"}
+
+
+def test_min_test_goods_moves_whole_source_images_and_keeps_half_for_training(frame) -> None:
+    goods = frame.index[(frame["grade"] == "dark") & (frame["label"] == "good")]
+    frame = frame.copy()
+    frame["origin_path"] = ""
+    frame.loc[goods, "split"] = "train"
+    frame.loc[goods, "origin_path"] = [f"roll/{i // 2}.png" for i in range(len(goods))]  # two tiles per image
+    frame.loc[goods[:2], "split"] = "test"
+    plain = new_grade_split(frame, "dark", seed=0)
+    assert (plain.test["label"] == "good").sum() == 2
+    split = new_grade_split(frame, "dark", seed=0, min_test_goods=100)
+    test_goods = split.test[split.test["label"] == "good"]
+    kept = pd.concat([split.train_goods, split.val[split.val["grade"] == "dark"]])
+    assert len(test_goods) > 2 and set(test_goods["origin_path"]).isdisjoint(kept["origin_path"])
+    assert kept["origin_path"].nunique() == 1, "of the two training source images, half stays"
+    assert len(test_goods) + len(kept) == len(goods)
+    assert len(new_grade_split(frame, "dark", seed=0, min_test_goods=2).test) == len(plain.test), "enough already"
+
+
+def test_few_shot_min_test_goods_takes_clean_test_patches_from_training_images(tmp_path: Path) -> None:
+    from anomalib_defectgan.benchmark.few_shot_patches import few_shot_patch_split
+
+    frame = read_manifest(write_blob_dataset(tmp_path / "d", size=48, per_class=8, goods=2))
+    plain = few_shot_patch_split(frame, tmp_path / "p0", patch=16, test_per_class=2, shots=1, seed=0)
+    more = few_shot_patch_split(frame, tmp_path / "p1", patch=16, test_per_class=2, shots=1, seed=0, min_test_goods=8)
+    count = lambda split: int((split.test["label"] == "good").sum())  # noqa: E731
+    assert count(plain) == 4 and count(more) == 8
+    assert len(more.train_goods) < len(plain.train_goods)
+    used = pd.concat([more.train_goods, more.val[more.val["label"] == "good"]])
+    assert set(more.test["origin_path"]).isdisjoint(used["origin_path"])
+    assert (more.test["label"] == "defect").sum() == (plain.test["label"] == "defect").sum()

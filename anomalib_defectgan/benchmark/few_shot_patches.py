@@ -13,6 +13,7 @@ list one file twice, hence the ``_val`` copies).
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import cv2
@@ -49,7 +50,8 @@ def _write_patch(image: np.ndarray, mask: np.ndarray, top: int, left: int, size:
 
 
 def few_shot_patch_split(frame: pd.DataFrame, out: str | Path, patch: int = 128, test_per_class: int = 100,
-                         shots: int = 10, clean_per_image: int = 2, seed: int = 0) -> NewGradeSplit:
+                         shots: int = 10, clean_per_image: int = 2, seed: int = 0,
+                         min_test_goods: int = 0) -> NewGradeSplit:
     """Cut patches and split them for the few-shot protocol.
 
     Args:
@@ -58,8 +60,12 @@ def few_shot_patch_split(frame: pd.DataFrame, out: str | Path, patch: int = 128,
         patch: Patch side in pixels.
         test_per_class: Defect images per class held out for testing.
         shots: Real defect images per class available for training.
-        clean_per_image: Clean patches cut from each image at most.
+        clean_per_image: Clean patches cut from each training image at most.
         seed: Seed of the held-out choice, the shots and the patch positions.
+        min_test_goods: Each held-out image gives one clean test patch where it has a clean
+            window; when that makes fewer than this many, further training images (taken in turn
+            from each class, in a seeded order) give their clean patch to the test split instead
+            and nothing to training.
 
     Raises:
         DefectGanError: A class with fewer than ``test_per_class + shots`` images.
@@ -67,7 +73,7 @@ def few_shot_patch_split(frame: pd.DataFrame, out: str | Path, patch: int = 128,
     out = Path(out)
     rng = np.random.default_rng(seed)
     defects = frame[(frame["label"] == "defect") & (frame["mask_path"] != "")]
-    roles: dict[str, list[dict]] = {"test": [], "train_good": [], "donor": [], "val_defect": []}
+    plans: list[tuple[int, pd.Series, str]] = []
     for defect_class, group in sorted(defects.groupby("defect_class")):
         if len(group) < test_per_class + shots:
             raise DefectGanError(f"class {defect_class!r} has {len(group)} images; the protocol needs "
@@ -75,24 +81,36 @@ def few_shot_patch_split(frame: pd.DataFrame, out: str | Path, patch: int = 128,
         order = group.loc[rng.permutation(group.index)]
         for rank, (index, row) in enumerate(order.iterrows()):
             role = "test" if rank < test_per_class else "donor" if rank < test_per_class + shots else "train_good"
-            image = read_image(row["image_path"], channels=1)
-            mask = read_mask(row["mask_path"], image.shape[:2])
-            if min(mask.shape) < patch:
-                raise DefectGanError(f"{row['image_path']}: image smaller than the {patch}px patch")
-            stem = f"r{index}_{Path(row['image_path']).stem}"  # unique: file names repeat across folders
-            if role in ("test", "donor"):
-                ys, xs = np.nonzero(mask)
-                top, left = crop_window(mask.shape, patch, (int(ys.mean()), int(xs.mean())))
-                roles[role].append(_write_patch(image, mask, top, left, patch, f"{stem}_defect", out, row, "defect"))
-                if role == "donor":
-                    roles["val_defect"].append(_write_patch(image, mask, top, left, patch, f"{stem}_defect_val", out,
-                                                            row, "defect"))
-            if role in ("test", "train_good"):
-                corners = clean_windows(mask, patch)
-                for k, pick in enumerate(rng.permutation(len(corners))[:clean_per_image if role == "train_good" else 1]):
-                    top, left = corners[pick]
-                    roles[role].append(_write_patch(image, mask, int(top), int(left), patch, f"{stem}_clean{k}", out,
-                                                     row, "good"))
+            plans.append((index, row, role))
+    masks = {index: read_mask(row["mask_path"]) for index, row, role in plans if role != "donor"}
+    has_clean = {index: len(clean_windows(mask, patch)) > 0 for index, mask in masks.items()}
+    deficit = min_test_goods - sum(has_clean[index] for index, _, role in plans if role == "test")
+    if deficit > 0:
+        by_class = [[k for k, (index, row, role) in enumerate(plans) if role == "train_good" and has_clean[index]
+                     and row["defect_class"] == name] for name in sorted(set(defects["defect_class"]))]
+        for k in [k for turn in itertools.zip_longest(*by_class) for k in turn if k is not None][:deficit]:
+            plans[k] = (plans[k][0], plans[k][1], "test_clean")
+    roles: dict[str, list[dict]] = {"test": [], "train_good": [], "donor": [], "val_defect": []}
+    for index, row, role in plans:
+        image = read_image(row["image_path"], channels=1)
+        mask = read_mask(row["mask_path"], image.shape[:2])
+        if min(mask.shape) < patch:
+            raise DefectGanError(f"{row['image_path']}: image smaller than the {patch}px patch")
+        stem = f"r{index}_{Path(row['image_path']).stem}"  # unique: file names repeat across folders
+        if role in ("test", "donor"):
+            ys, xs = np.nonzero(mask)
+            top, left = crop_window(mask.shape, patch, (int(ys.mean()), int(xs.mean())))
+            roles[role].append(_write_patch(image, mask, top, left, patch, f"{stem}_defect", out, row, "defect"))
+            if role == "donor":
+                roles["val_defect"].append(_write_patch(image, mask, top, left, patch, f"{stem}_defect_val", out,
+                                                        row, "defect"))
+        if role != "donor":
+            corners = clean_windows(mask, patch)
+            target = "train_good" if role == "train_good" else "test"
+            for k, pick in enumerate(rng.permutation(len(corners))[:clean_per_image if role == "train_good" else 1]):
+                top, left = corners[pick]
+                roles[target].append(_write_patch(image, mask, int(top), int(left), patch, f"{stem}_clean{k}", out,
+                                                  row, "good"))
     test, goods, donors, val_defects = (pd.DataFrame(roles[k]) for k in ("test", "train_good", "donor", "val_defect"))
     if goods.empty or (test["label"] == "good").sum() == 0:
         raise DefectGanError(f"no clean {patch}px patches found: use a smaller patch")
