@@ -42,25 +42,6 @@ def as_output(augmented: Tensor, mask: Tensor, single: bool) -> tuple[Tensor, Te
     return (augmented[0], mask[0]) if single else (augmented, mask)
 
 
-def composite(image: Tensor, painted: Tensor, alpha: Tensor, eps: float = 0.05) -> tuple[Tensor, Tensor]:
-    """Blend ``painted`` over ``image`` with ``alpha`` and return ``(result, binary mask)``.
-
-    Alpha below ``eps`` counts as zero, so the binary mask is exactly the set of pixels that may
-    differ from ``image``: outside it the result equals ``image`` bit for bit.
-
-    Args:
-        image: ``[C, h, w]`` target pixels.
-        painted: ``[C, h, w]`` pixels to paint in.
-        alpha: ``[1, h, w]`` blend weights in [0, 1].
-        eps: Alpha threshold below which a pixel is left untouched.
-    """
-    keep = alpha >= eps
-    alpha = torch.where(keep, alpha, torch.zeros_like(alpha))
-    blended = image + alpha * (painted.clamp(0.0, 1.0) - image)
-    result = torch.where(keep, blended, image)
-    return result, keep.to(image.dtype)
-
-
 class ClassSampler:
     """Draws defect classes by weight, then a donor index uniformly within the class.
 
