@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from anomalib_defectgan.cli import main as cli
@@ -167,3 +168,21 @@ def test_generate_bad_input_fails_cleanly(inputs: tuple[Path, Path], tmp_path: P
         assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
     else:
         assert not out.exists(), "nothing partial is left"
+
+
+def test_generate_nsa_poisson_blends_and_masks_exactly_the_changed_pixels(inputs: tuple[Path, Path],
+                                                                          tmp_path: Path) -> None:
+    normals, bank = inputs
+    out = tmp_path / "nsa"
+    args = _args(normals, bank, out, 4)
+    args[args.index("cutpaste")] = "nsa"
+    assert cli(args) == 0
+    frame = read_manifest(out / "manifest.csv")
+    defects = frame[frame.label == "defect"]
+    assert len(defects) == 4 and set(defects["generator"]) == {"nsa"}
+    for _, row in defects.iterrows():
+        image = read_image(row["image_path"]).astype(int)
+        normal = read_image(row["normal_path"]).astype(int)
+        mask = read_mask(row["mask_path"], shape=image.shape[:2])
+        changed = np.abs(image - normal).max(axis=-1) > 0 if image.ndim == 3 else image != normal
+        assert mask.any() and not (changed & ~mask).any(), "nothing outside the mask changed"

@@ -27,11 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from anomalib_defectgan.data.blending import CHANGE_THRESHOLD
 from anomalib_defectgan.data.image_io import list_images, read_image, write_image
 from anomalib_defectgan.errors import DefectGanError, ImageReadError, OutputExistsError, summarize
 from anomalib_defectgan.utils.atomic import atomic_write_text
 
-GENERATORS = ("defectgan", "cutpaste")
+GENERATORS = ("defectgan", "cutpaste", "nsa")
 PROGRESS = ".progress"
 OUTPUT_NAMES = ("good", "defect", "masks", PROGRESS, "manifest.csv", "contact_sheet.png")
 SHEET_ITEMS = 16
@@ -62,8 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="DefectGAN: pixels a transfer may change: the donor's label grown by "
                              "--mask-dilation px (default), or the GAN's mask at --mask-threshold.")
     parser.add_argument("--mask-dilation", type=int, default=2, help="Growth (px) of donor masks.")
-    parser.add_argument("--min-change", type=float, default=0.0,
-                        help="DefectGAN: leave pixels changed by less than this (in [0, 1]) unpainted and unlabelled.")
+    parser.add_argument("--min-change", type=float, default=CHANGE_THRESHOLD,
+                        help="DefectGAN: leave pixels changed by less than this (in [0, 1]) unpainted and unlabelled "
+                             "(default: %(default).4f = 2/255, so the mask is the pixels that changed).")
+    parser.add_argument("--critic-redraws", type=int, default=0,
+                        help="DefectGAN: redraw a transfer its critic V does not recognise as the donor's class, "
+                             "up to this many times.")
     parser.add_argument("--channels", type=int, choices=(1, 3),
                         help="Image channels (default: 3 if the first good image is colour, else 1).")
     parser.add_argument("--grade", help="Grade name written to the manifest (default: the normal dir's name).")
@@ -142,18 +147,18 @@ def build_generator(args: argparse.Namespace) -> Any:
     from anomalib_defectgan.generators.defect_bank import DefectBank
 
     bank = DefectBank(args.defect_bank, classes=args.classes, grades=args.bank_grades)
-    if args.generator == "cutpaste":
-        from anomalib_defectgan.generators.cut_paste import CutPasteGenerator
+    if args.generator in ("cutpaste", "nsa"):
+        from anomalib_defectgan.generators.cut_paste import NSA_SETTINGS, CutPasteGenerator
 
-        return CutPasteGenerator(bank, probability=1.0, classes=args.classes,
-                                 class_weights=args.class_weights, seed=args.seed)
+        return CutPasteGenerator(bank, probability=1.0, classes=args.classes, class_weights=args.class_weights,
+                                 seed=args.seed, **(NSA_SETTINGS if args.generator == "nsa" else {}))
     from anomalib_defectgan.generators.defect_transfer import DefectTransferGenerator
 
     return DefectTransferGenerator(args.checkpoint, bank, probability=1.0, classes=args.classes,
                                    class_weights=args.class_weights, seed=args.seed, device=args.device,
                                    backend=args.backend, grade=args.grade, mask_threshold=args.mask_threshold,
                                    mask_source=args.mask_source, mask_dilation=args.mask_dilation,
-                                   min_change=args.min_change)
+                                   min_change=args.min_change, critic_redraws=args.critic_redraws)
 
 
 def _good_names(paths: list[Path]) -> dict[Path, str]:
@@ -202,7 +207,8 @@ def main(argv: list[str]) -> int:
                 "checkpoint": str(args.checkpoint.resolve()) if args.checkpoint else "", "generator": args.generator,
                 "classes": args.classes, "class_weights": args.class_weights, "bank_grades": args.bank_grades,
                 "mask_threshold": args.mask_threshold, "mask_source": args.mask_source,
-                "mask_dilation": args.mask_dilation, "min_change": args.min_change, "seed": args.seed, "num": args.num,
+                "mask_dilation": args.mask_dilation, "min_change": args.min_change,
+                "critic_redraws": args.critic_redraws, "seed": args.seed, "num": args.num,
                 "channels": channels, "grade": grade, "split": args.split,
                 # items are named after the good images they use: a changed folder must not resume
                 "normal_files": hashlib.sha256("\n".join(f"{p.name}:{p.stat().st_size}" for p in normals)
