@@ -284,3 +284,26 @@ def test_critic_redraws_reject_transfers_the_critic_does_not_recognise(world: di
 
     gan = load_generator(path)
     assert gan.critic is not None and gan.recognised(torch.rand(3, 1, 32, 32), torch.ones(3)).shape == (3,)
+
+
+@pytest.mark.parametrize("shape", [(4, 1, 20, 24), (3, 3, 40, 56)])
+def test_composite_bad_inputs_never_label_pixels_that_did_not_change(world: dict[str, Path],
+                                                                      shape: tuple[int, ...]) -> None:
+    """Canvases smaller than the 32 px crop, 3-channel canvases for a 1-channel GAN, and the bank's
+    scratches, which run across the whole 48 px donor and so are cut by the 32 px donor window."""
+    from anomalib_defectgan.data.blending import CHANGE_THRESHOLD
+
+    path = make_tiny_generator(world["root"] / "gen_composite_bad", defect_path="composite")
+    gen = DefectTransferGenerator(path, world["bank"], probability=1.0, seed=2, cache_dir=world["cache"],
+                                  classes=["scratch"])
+    images = torch.rand(shape) * 0.1 + 0.45
+    augmented, mask = gen(images)
+    assert augmented.shape == images.shape and mask.shape == (shape[0], 1, *shape[-2:])
+    changed = (augmented - images).abs().mean(dim=1, keepdim=True) >= CHANGE_THRESHOLD
+    untouched = (augmented - images).abs().amax(dim=1, keepdim=True) == 0
+    assert torch.equal(mask.bool(), changed), "the mask is exactly the changed pixels"
+    assert bool(untouched[~mask.bool()].all()), "outside the mask the canvas is bit for bit unchanged"
+    painted = mask.flatten(1).sum(1) > 0
+    assert all(painted[i] == (info is not None) for i, info in enumerate(gen.last_info)), \
+        "an image without a defect has no info and an empty mask, never the reverse"
+    assert painted.all()
