@@ -158,6 +158,36 @@ def test_end_to_end_json_has_every_metric(world: tuple[Path, Path], new_grade: s
         assert results["generated"][arm]["leak"] == 0.0, arm
 
 
+def test_figure_rows_show_the_composite_the_gan_refined(world: tuple[Path, Path], tmp_path: Path) -> None:
+    """An untrained composite-path GAN is the identity of its composite: output == composite in the window."""
+    from PIL import Image
+
+    from anomalib_defectgan.benchmark.transfer_figure import COLUMNS, transfer_rows
+    from anomalib_defectgan.generators import DefectTransferGenerator
+
+    manifest, _ = world
+    generator = make_tiny_generator(tmp_path / "composite", classes=CLASSES, crop_size=32, defect_path="composite")
+    figure = tmp_path / "grid.png"
+    assert main(["--generator", str(generator), "--manifest", str(manifest), "--new-grade", "pickled",
+                 "--figure", str(figure), "--figure-per-class", "1", *FAST]) == 0
+    assert Image.open(figure).size[1] > 100
+    frame = read_manifest(manifest)
+    donors = write_manifest(frame[(frame["label"] == "defect") & (frame["grade"] == "hot_rolled")],
+                            tmp_path / "donors" / "manifest.csv")
+    painter = DefectTransferGenerator(generator, donors, probability=1.0, seed=0, edge_margin=0,
+                                      cache_dir=tmp_path / "codes")
+    rows = transfer_rows(painter, torch.rand(2, 1, 48, 48) * 0.1 + 0.45, [0, 1])
+    assert len(rows) == 2
+    for row in rows:
+        assert set(COLUMNS) <= set(row) and all(row[c].shape == (32, 32) for c in COLUMNS)
+        changed = row["output"] != row["canvas"]
+        assert np.abs(row["output"].astype(int) - row["composite"].astype(int)).max() <= 2  # min_change: 2/255
+        assert (row["mask"] > 0).any() and not (changed & (row["mask"] == 0)).any()
+    with pytest.raises(DefectGanError, match="edge_margin"):
+        transfer_rows(DefectTransferGenerator(generator, donors, cache_dir=tmp_path / "codes"), torch.rand(1, 1, 48, 48),
+                      [0])
+
+
 # ----------------------------------------------------------------------------------------- bad input
 
 

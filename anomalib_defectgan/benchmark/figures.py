@@ -49,6 +49,27 @@ def error_bars(summary: pd.DataFrame, path: Path, title: str = "") -> Path:
     return _save(figure, path)
 
 
+def image_grid(cells: Sequence[Sequence[np.ndarray | None]], columns: Sequence[str], row_labels: Sequence[str],
+               path: Path, title: str = "") -> Path:
+    """Grey uint8 images in a grid (None: an empty cell), column titles on top, a label per row."""
+    figure, axes = plt.subplots(len(cells), len(columns), figsize=(1.5 * len(columns), 1.5 * len(cells)),
+                                squeeze=False)
+    for r, row in enumerate(cells):
+        for c, image in enumerate(row):
+            axis = axes[r][c]
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if image is not None:
+                axis.imshow(image, cmap="gray", vmin=0, vmax=255)
+            if r == 0:
+                axis.set_title(columns[c], fontsize=9)
+            if c == 0:
+                axis.set_ylabel(row_labels[r], fontsize=8)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    return _save(figure, path)
+
+
 def sample_grid(rows: Sequence[Mapping[str, str]], path: Path, size: int = 96) -> Path:
     """One row per sample: donor | canvas | output | mask (keys of each row are file paths)."""
     columns = ("donor", "canvas", "output", "mask")

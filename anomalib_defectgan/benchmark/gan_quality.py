@@ -414,6 +414,32 @@ def generate(generator: str | Path, plan: Plan, num: int, crop: int, batch_size:
     return results, notes
 
 
+def write_figure(generator: str | Path, plan: Plan, crop: int, channels: int, per_class: int, seed: int,
+                 path: Path, workdir: Path) -> Path:
+    """``per_class`` transfers of each donor class onto the first canvas grade, as a PNG grid
+    (:mod:`~anomalib_defectgan.benchmark.transfer_figure`)."""
+    from anomalib_defectgan.benchmark.transfer_figure import transfer_grid, transfer_rows
+    from anomalib_defectgan.generators import DefectTransferGenerator
+    from anomalib_defectgan.generators.defect_bank import DefectBank
+
+    grade, canvas_rows = next(iter(plan.canvas_rows.items()))
+    donor_manifest = write_manifest(plan.donors, workdir / "figure_donors" / "manifest.csv")
+    others = [g for g in sorted(set(plan.donors["grade"])) if g != grade] or sorted(set(plan.donors["grade"]))
+    bank = DefectBank(donor_manifest, grades=others)
+    painter = DefectTransferGenerator(generator, bank, probability=1.0, seed=seed, grade=grade, edge_margin=0,
+                                      cache_dir=workdir / "codes")
+    rng = np.random.default_rng([seed, 43])
+    classes = [donor.defect_class for donor in bank.donors]
+    donors = [int(i) for name in sorted(set(classes))
+              for i in rng.permutation([k for k, c in enumerate(classes) if c == name])[:per_class]]
+    canvases = CanvasStore(channels, crop)
+    paths = canvas_rows["image_path"].to_numpy()[rng.integers(len(canvas_rows), size=len(donors))]
+    images = [canvases(p) for p in paths]
+    side = min(min(image.shape[-2:]) for image in images)
+    batch = torch.stack([image[:, :side, :side] for image in images])
+    return transfer_grid(transfer_rows(painter, batch, donors), path, title=f"transfers onto {grade}")
+
+
 # ----------------------------------------------------------------------------------------- report
 
 
@@ -495,6 +521,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="gan-quality-") as workdir:
         samples, gen_notes = generate(args.generator, plan, args.num, crop, args.batch_size, args.seed,
                                       Path(workdir), gan.channels)
+        if args.figure:
+            write_figure(args.generator, plan, crop, gan.channels, args.figure_per_class, args.seed,
+                         Path(args.figure), Path(workdir))
     generation_seconds = time.perf_counter() - generation_started
     scores, features = {}, {}
     for arm in ARMS:
@@ -544,6 +573,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=20, help="random halves for the Frechet distances")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the results here as JSON")
+    parser.add_argument("--figure", help="also write a donor | canvas | composite | output | mask grid (PNG) here")
+    parser.add_argument("--figure-per-class", type=int, default=2, help="rows per defect class in --figure")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     return parser
 

@@ -257,7 +257,7 @@ class DefectTransferGenerator(nn.Module):
             pass  # an unwritable cache only costs re-encoding next time
         return tensors
 
-    def _donor_pixels(self, donor: Tensor, orient: Tensor) -> tuple[Tensor, Tensor]:
+    def donor_pixels(self, donor: Tensor, orient: Tensor) -> tuple[Tensor, Tensor]:
         """The donors' windows ``[N, C_gan, c, c]`` and defect masks ``[N, 1, c, c]``, oriented."""
         images, masks = [], []
         for d, o in zip(donor.tolist(), orient.tolist(), strict=True):
@@ -272,7 +272,7 @@ class DefectTransferGenerator(nn.Module):
         s_d = self.codes["s_d"][donor, orient]
         class_id = self.codes["class_id"][donor]
         grade_id = self.gan.grade_ids(self.grade, len(canvas), torch.device("cpu"))
-        pixels = self._donor_pixels(donor, orient) if self.gan.needs_donor_pixels else ()
+        pixels = self.donor_pixels(donor, orient) if self.gan.needs_donor_pixels else ()
         if self.openvino is not None:
             image, mask = self.openvino(canvas.float().cpu(), z_d, l8, s_d, class_id, grade_id, *pixels)
             return image.to(canvas), mask.to(canvas)
@@ -283,11 +283,11 @@ class DefectTransferGenerator(nn.Module):
         param = next(self.gan.parameters())
         codes = DefectCodes(z_d.to(device), l8.to(device), s_d.to(device), torch.zeros(len(class_id), 0, device=device),
                             class_id.to(device))
-        donor_pixels = dict(zip(("donor", "donor_mask"), (t.to(device=device, dtype=param.dtype) for t in pixels),
-                                strict=False))
+        pixel_args = dict(zip(("donor", "donor_mask"), (t.to(device=device, dtype=param.dtype) for t in pixels),
+                              strict=False))
         with torch.no_grad():
             image, mask = self.gan.transfer(canvas.to(device=device, dtype=param.dtype), codes, defect_class=class_id,
-                                            grade=self.grade, **donor_pixels)
+                                            grade=self.grade, **pixel_args)
         return image.to(canvas), mask.to(canvas)
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
