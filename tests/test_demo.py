@@ -32,6 +32,13 @@ def test_demo_smoke_writes_a_complete_report(tmp_path: Path) -> None:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     numbers = list(_numbers(report))
     assert len(numbers) > 20 and all(math.isfinite(n) for n in numbers)
-    assert set(report["benchmark"]["summary"]) == {"none", "perlin", "cutpaste", "defectgan"}
+    assert set(report["benchmark"]["summary"]) == {"none", "perlin", "cutpaste", "nsa", "defectgan"}
     assert report["openvino"]["max_abs_score_diff"] < 1e-3
-    assert "| defectgan |" in (out / "report.md").read_text()
+    assert report["gan_iterations"] == 20 and report["gan_budget"]["max_steps"] == 20
+    assert report["benchmark"]["paired_vs_best_baseline"]["baseline"] == report["benchmark"][
+        "relative_error_reduction"]["best_baseline"]
+    text = (out / "report.md").read_text()
+    assert "| defectgan |" in text and "Paired differences defectgan - " in text
+    assert "GAN: 20 iterations (budget 20; time cap none)." in text
+    assert "Warning: only " in text and "mean nothing here" in text, "the smoke test split is tiny"
+    assert any(line.startswith("Warning: only ") for line in report["warnings"])

@@ -56,12 +56,12 @@ def make_tiny_generator(root: Path, classes: tuple[str, ...] = ("scratch", "spot
     ``defect_path="composite"`` generator returns the pasted donor defect unchanged. ``critic``
     saves an untrained versatile classifier V beside it.
     """
+    import inspect
+
     import torch
 
     from anomalib_defectgan.models.defect_gan import DefectGanNet
     from anomalib_defectgan.models.defect_gan.inference import save_generator
-
-    import inspect
 
     torch.manual_seed(seed)
     config = {"channels": channels, "num_classes": len(classes) + 1, "num_grades": 1, "base_channels": 8,

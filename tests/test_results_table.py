@@ -9,10 +9,14 @@ import pandas as pd
 import pytest
 
 from anomalib_defectgan.benchmark.results_table import (
+    best_arm,
+    format_paired,
     format_table,
+    paired_differences,
     reductions,
     relative_error_reduction,
     score_run,
+    small_test_warning,
     summarize,
 )
 
@@ -59,3 +63,67 @@ def test_json_safe_replaces_non_finite_floats() -> None:
 
     assert json_safe({"a": [1.0, float("nan")], "b": {"c": float("inf"), "d": "x"}}) == {
         "a": [1.0, None], "b": {"c": None, "d": "x"}}
+
+
+def _runs(arms: dict[str, list[tuple[float, float, float]]]) -> pd.DataFrame:
+    """Runs frame from ``{arm: [(error, auroc, ap) per seed]}``."""
+    return pd.DataFrame([{"arm": arm, "seed": seed, "error": e, "auroc": u, "ap": a, "pixel_auroc": float("nan")}
+                         for arm, values in arms.items() for seed, (e, u, a) in enumerate(values)])
+
+
+def test_best_arm_is_the_highest_auroc_then_ap_and_nan_ranks_last() -> None:
+    summary = summarize(_runs({"perlin": [(0.05, 0.70, 0.90)], "cutpaste": [(0.30, 0.80, 0.60)],
+                               "nsa": [(0.20, 0.80, 0.70)], "none": [(0.01, float("nan"), float("nan"))]}))
+    assert best_arm(summary, ["perlin", "cutpaste", "nsa"]) == "nsa", "AUROC tie: higher AP wins, error is ignored"
+    assert best_arm(summary, ["perlin", "none"]) == "perlin", "a NaN AUROC never wins"
+    assert best_arm(summary, ["absent"]) is None
+    found = reductions(summary, ours="cutpaste", plain="none", baselines=["perlin", "nsa"])
+    assert found["best_baseline"] == "nsa" and found["vs_best_baseline"] == pytest.approx(-0.5)
+
+
+def test_paired_differences_pair_seeds_against_the_best_auroc_baseline() -> None:
+    runs = _runs({
+        "perlin": [(0.05, 0.70, 0.60), (0.05, 0.72, 0.62)],      # lowest error, but not the best AUROC
+        "cutpaste": [(0.20, 0.90, 0.80), (0.30, 0.80, 0.70)],    # best mean AUROC (0.85)
+        "defectgan": [(0.10, 0.95, 0.90), (0.20, 0.90, 0.60), (0.00, 1.00, 1.00)],  # seed 2 has no partner
+    })
+    paired = paired_differences(runs)
+    assert paired["baseline"] == "cutpaste" and paired["ours"] == "defectgan" and paired["seeds"] == [0, 1]
+    assert paired["auroc"]["per_seed"] == pytest.approx([0.05, 0.10])
+    assert paired["error"]["per_seed"] == pytest.approx([-0.10, -0.10])
+    assert paired["ap"]["per_seed"] == pytest.approx([0.10, -0.10])
+    assert paired["auroc"]["mean"] == pytest.approx(0.075)
+    assert paired["auroc"]["std"] == pytest.approx(np.std([0.05, 0.10], ddof=1))
+    assert paired["ap"]["mean"] == pytest.approx(0.0)
+    table = format_paired(paired)
+    assert "| metric | seed 0 | seed 1 | mean +- std |" in table
+    assert "| auroc | +0.050 | +0.100 | +0.075 +- 0.035 |" in table
+    assert "| error | -0.100 | -0.100 | -0.100 +- 0.000 |" in table
+
+    one = paired_differences(runs[runs["seed"] == 0])
+    assert one["seeds"] == [0] and math.isnan(one["auroc"]["std"]), "one seed: no std"
+    assert "| auroc | +0.050 | +0.050 |" in format_paired(one)
+    assert paired_differences(runs[runs["arm"] != "defectgan"]) == {}
+    assert paired_differences(runs[runs["arm"] == "defectgan"]) == {}
+    assert format_paired({}) == ""
+
+
+def test_paired_differences_skip_nan_seeds() -> None:
+    runs = _runs({"cutpaste": [(0.2, 0.8, 0.7), (0.2, float("nan"), float("nan"))],
+                  "defectgan": [(0.1, 0.9, 0.8), (0.1, float("nan"), float("nan"))]})
+    paired = paired_differences(runs)
+    assert paired["auroc"]["mean"] == pytest.approx(0.1) and math.isnan(paired["auroc"]["std"])
+    assert math.isnan(paired["auroc"]["per_seed"][1])
+    assert "| auroc | +0.100 | n/a | +0.100 |" in format_paired(paired)
+
+
+def test_small_test_warning_below_the_minimum_only() -> None:
+    warning = small_test_warning(goods=8, defects=72, minimum=100)
+    assert warning.startswith("Warning: only 8 good test images and 72 test defects (fewer than 100)")
+    assert "1/80 = 0.013" in warning and "1/8 = 0.125" in warning
+    assert "error differences below ~0.06 and AUROC differences below ~0.18 mean nothing here" in warning
+    assert small_test_warning(goods=100, defects=102, minimum=100) is None
+    only_defects = small_test_warning(goods=150, defects=50, minimum=100)
+    assert "only 50 test defects (" in only_defects and "good test images" not in only_defects
+    assert "1/50 = 0.020" in only_defects
+    assert "undefined" in small_test_warning(goods=0, defects=5, minimum=100)

@@ -1,11 +1,14 @@
 """``defectgan benchmark new-grade``: does a generator help a grade that has no real defects yet?
 
-For each seed and arm (``none``, ``perlin``, ``cutpaste``, ``defectgan``; see
+For each seed and arm (``none``, ``perlin``, ``cutpaste``, ``nsa``, ``defectgan``; see
 :mod:`~anomalib_defectgan.benchmark.new_grade_protocol`) a DefectClassifier is trained through
 anomalib's Engine and tested on the new grade's REAL defects. The GAN is trained once per
-benchmark (not per seed) on the other grades' defects and every grade's good images. Results:
-``runs.csv`` (one row per arm and seed), ``results.md`` / ``results.json`` (mean +- std and the
-relative error reduction of DefectGAN vs ``none`` and vs the best of Perlin / CutPaste).
+benchmark (not per seed) on the other grades' defects and every grade's good images, for an
+iteration budget (``--gan-steps``) under a safety time cap (``--gan-max-time``). Results:
+``runs.csv`` (one row per arm and seed), ``results.md`` / ``results.json``: mean +- std per arm;
+DefectGAN minus the best baseline (Perlin / CutPaste / NSA with the highest mean AUROC, ties AP)
+seed by seed; the relative error reduction vs ``none`` and vs that baseline; the GAN iterations
+that ran; and warnings when the test split is too small to trust or the time cap cut the GAN short.
 
 Datasets: ``steel-world`` (rendered here), ``aitex`` (leave-one-fabric-out, imported from
 ``--root``), ``sd-saliency`` (real steel, few-shot patch protocol:
@@ -20,7 +23,7 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +31,24 @@ import numpy as np
 import pandas as pd
 
 from anomalib_defectgan.benchmark.classifier_run import ArmResult, ClassifierSettings, train_and_test
-from anomalib_defectgan.benchmark.new_grade_protocol import ARMS, NewGradeSplit, arm_manifest, new_grade_split
-from anomalib_defectgan.benchmark.results_table import format_table, json_safe, reductions, summarize
+from anomalib_defectgan.benchmark.new_grade_protocol import (
+    ARMS,
+    MIN_TEST_IMAGES,
+    NewGradeSplit,
+    arm_manifest,
+    new_grade_split,
+)
+from anomalib_defectgan.benchmark.results_table import (
+    BASELINES,
+    format_paired,
+    format_table,
+    json_safe,
+    paired_differences,
+    reductions,
+    small_test_warning,
+    summarize,
+)
+from anomalib_defectgan.data.blending import CHANGE_THRESHOLD
 from anomalib_defectgan.data.manifest import read_manifest, write_manifest
 from anomalib_defectgan.errors import DefectGanError
 from anomalib_defectgan.utils.atomic import atomic_write_text
@@ -75,25 +94,112 @@ def gan_manifest(frame: pd.DataFrame | None, split: NewGradeSplit) -> pd.DataFra
     return pd.concat(parts).assign(split="train").drop_duplicates("image_path")
 
 
-def fit_gan(manifest: Path, config: str, out: Path, max_steps: int | None, extra: list[str]) -> Path:
-    """Train the GAN with ``defectgan fit`` in a subprocess; return the exported generator folder."""
-    existing = sorted(out.glob("**/generator/generator.json"))
-    if existing:
-        return existing[-1].parent
-    command = [sys.executable, "-m", "anomalib_defectgan.cli", "fit", "-c", str(resolve_config(config)),
-               "--data.init_args.manifest", str(manifest), "--trainer.default_root_dir", str(out), *extra]
-    if max_steps is not None:
-        command += ["--trainer.max_steps", str(max_steps)]
-    print("training the GAN:", " ".join(command), flush=True)
-    subprocess.run(command, check=True)
-    found = sorted(out.glob("**/generator/generator.json"))
-    if not found:
-        raise DefectGanError(f"GAN training in {out} wrote no generator/generator.json")
-    return found[-1].parent
+@dataclass(frozen=True)
+class GanFit:
+    """A trained GAN: its generator folder and how many iterations it ran against its budget."""
+
+    generator_dir: Path
+    iterations: int | None
+    max_steps: int | None
+    max_time: str | None
+
+    @property
+    def cut_short(self) -> bool:
+        """Whether the GAN stopped before its iteration budget (the time cap, when it has one, stopped it)."""
+        return None not in (self.iterations, self.max_steps) and 0 < self.iterations < self.max_steps
+
+    @property
+    def line(self) -> str:
+        """``GAN: N iterations (budget M; time cap T).``"""
+        ran = "an unknown number of" if self.iterations is None else str(self.iterations)
+        budget = "none" if self.max_steps in (None, -1) else str(self.max_steps)
+        return f"GAN: {ran} iterations (budget {budget}; time cap {self.max_time or 'none'})."
+
+    @property
+    def warning(self) -> str | None:
+        """A warning when :attr:`cut_short`, else None."""
+        if not self.cut_short:
+            return None
+        cause = f"the time cap ({self.max_time}) stopped the GAN" if self.max_time else "the GAN stopped"
+        return (f"Warning: {cause} after {self.iterations} of its {self.max_steps} iterations; it is less "
+                f"trained than its budget asks for.")
+
+
+END_CHECKPOINT = Path("final") / "last.ckpt"
+
+
+def gan_iterations(checkpoint: Path) -> int | None:
+    """``global_step`` (iterations) of a Lightning checkpoint, loaded with ``weights_only=True``; None if absent."""
+    if not checkpoint.is_file():
+        return None
+    import torch
+
+    return int(torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"])
+
+
+def _latest_generator(out: Path) -> Path | None:
+    found = sorted(out.glob("**/generator/generator.json"), key=lambda path: path.stat().st_mtime)
+    return found[-1].parent if found else None
+
+
+def _gan_fit(out: Path, generator_dir: Path) -> GanFit:
+    """What the fit that wrote ``generator_dir`` ran: its saved ``config.yaml`` and end checkpoint."""
+    import yaml
+
+    config = generator_dir.parent / "config.yaml"
+    trainer = {}
+    if config.is_file():
+        # BaseLoader keeps every scalar a string: YAML 1.1 would read max_time 10:00:12:00 as a base-60 int.
+        trainer = (yaml.load(config.read_text(), Loader=yaml.BaseLoader) or {}).get("trainer", {})
+    max_steps, max_time = (None if trainer.get(key) in (None, "", "~", "null") else trainer[key]
+                           for key in ("max_steps", "max_time"))
+    return GanFit(generator_dir, gan_iterations(out / END_CHECKPOINT), None if max_steps is None else int(max_steps),
+                  None if max_time is None else str(max_time))
+
+
+def fit_gan(manifest: Path, config: str, out: Path, max_steps: int | None, extra: list[str],
+            max_time: str | None = None) -> GanFit:
+    """Train the GAN with ``defectgan fit`` in a subprocess (or reuse the one already in ``out``).
+
+    Besides the config's own checkpoints, the fit writes ``out/final/last.ckpt`` (weights only) when
+    training ends, however it ends, so that its ``global_step`` counts the iterations that ran.
+
+    Args:
+        manifest: What the GAN may see.
+        config: ``defectgan fit`` config (a file or a shipped name).
+        out: The fit's ``default_root_dir``.
+        max_steps: Iteration budget (``trainer.max_steps``); None keeps the config's.
+        extra: More ``defectgan fit`` arguments.
+        max_time: Safety cap on the training time (``trainer.max_time``, ``DD:HH:MM:SS``); None keeps
+            the config's.
+
+    Returns:
+        The exported generator folder, the iterations run and the budget they ran under.
+    """
+    existing = _latest_generator(out)
+    if existing is None:
+        command = [sys.executable, "-m", "anomalib_defectgan.cli", "fit", "-c", str(resolve_config(config)),
+                   "--data.init_args.manifest", str(manifest), "--trainer.default_root_dir", str(out), *extra,
+                   "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+                   "--trainer.callbacks.dirpath", str(out / END_CHECKPOINT.parent),
+                   "--trainer.callbacks.save_last", "true", "--trainer.callbacks.save_top_k", "0",
+                   "--trainer.callbacks.every_n_epochs", "0", "--trainer.callbacks.save_weights_only", "true"]
+        if max_steps is not None:
+            command += ["--trainer.max_steps", str(max_steps)]
+        if max_time is not None:
+            command += ["--trainer.max_time", max_time]
+        print("training the GAN:", " ".join(command), flush=True)
+        subprocess.run(command, check=True)
+        existing = _latest_generator(out)
+        if existing is None:
+            raise DefectGanError(f"GAN training in {out} wrote no generator/generator.json")
+    fit = _gan_fit(out, existing)
+    print("\n".join(line for line in (fit.line, fit.warning) if line), flush=True)
+    return fit
 
 
 def make_generator(arm: str, donors: Path, generator_dir: Path | None, seed: int, mask_source: str = "donor",
-                   min_change: float = 0.0) -> Any:
+                   min_change: float = CHANGE_THRESHOLD, critic_redraws: int = 0) -> Any:
     """The synthetic-defect generator of an arm (``None`` for the real-data-only arm)."""
     if arm == "none":
         return None
@@ -105,17 +211,22 @@ def make_generator(arm: str, donors: Path, generator_dir: Path | None, seed: int
         from anomalib_defectgan.generators import CutPasteGenerator
 
         return CutPasteGenerator(donors, probability=1.0, seed=seed)
+    if arm == "nsa":  # NSA-style: Poisson-blended copy-paste of rescaled donors
+        from anomalib_defectgan.generators.cut_paste import NSA_SETTINGS, CutPasteGenerator
+
+        return CutPasteGenerator(donors, probability=1.0, seed=seed, **NSA_SETTINGS)
     from anomalib_defectgan.generators import DefectTransferGenerator
 
     return DefectTransferGenerator(generator_dir, donors, probability=1.0, seed=seed, mask_source=mask_source,
-                                   min_change=min_change)
+                                   min_change=min_change, critic_redraws=critic_redraws)
 
 
 def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], seeds: list[int],
                   settings: ClassifierSettings, gan_config: str, gan_steps: int | None,
                   generator_dir: Path | None = None, frame: pd.DataFrame | None = None,
                   gan_args: list[str] | None = None, resume: bool = True, mask_source: str = "donor",
-                  min_change: float = 0.0) -> dict[str, Any]:
+                  min_change: float = CHANGE_THRESHOLD, critic_redraws: int = 0,
+                  gan_max_time: str | None = None) -> dict[str, Any]:
     """Run every arm for every seed; write runs.csv, results.md and results.json under ``out``.
 
     Args:
@@ -126,13 +237,15 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         seeds: Classifier seeds (the GAN is trained once).
         settings: Classifier settings.
         gan_config: ``defectgan fit`` config for the ``defectgan`` arm.
-        gan_steps: Override of the GAN config's ``max_steps``.
+        gan_steps: The GAN's iteration budget (None: the config's ``max_steps``).
         generator_dir: A trained generator folder; skips GAN training.
         frame: The whole manifest; its other grades' good images become extra GAN canvases.
         gan_args: Extra ``defectgan fit`` arguments.
         resume: Reuse finished runs (``runs/<arm>_seed<k>/result.json``) instead of training again.
         mask_source: ``DefectTransferGenerator``'s ``mask_source`` (``gan`` or ``donor``).
         min_change: ``DefectTransferGenerator``'s ``min_change``.
+        critic_redraws: ``DefectTransferGenerator``'s ``critic_redraws``.
+        gan_max_time: Safety cap on the GAN's training time, ``DD:HH:MM:SS`` (None: the config's).
 
     Returns:
         The results dictionary written to ``results.json`` (plus ``arm_results``, the last seed's
@@ -140,10 +253,12 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
     """
     out.mkdir(parents=True, exist_ok=True)
     donors = write_manifest(split.donors, out / "donors" / "manifest.csv")
+    gan = None
     if "defectgan" in arms and generator_dir is None:
         gan_data = write_manifest(gan_manifest(frame, split), out / "gan_data" / "manifest.csv")
         started = time.perf_counter()
-        generator_dir = fit_gan(gan_data, gan_config, out / "gan", gan_steps, gan_args or [])
+        gan = fit_gan(gan_data, gan_config, out / "gan", gan_steps, gan_args or [], gan_max_time)
+        generator_dir = gan.generator_dir
         print(f"GAN ready in {time.perf_counter() - started:.0f} s: {generator_dir}", flush=True)
     rows, last = [], {}
     for seed in seeds:
@@ -153,7 +268,8 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
             run = json_safe({"settings": asdict(settings), "split_sizes": [len(split.train_goods), len(split.val),
                                                                             len(split.test), len(split.donors)],
                              **({"generator_dir": str(generator_dir), "mask_source": mask_source,
-                                 "min_change": min_change} if arm == "defectgan" else {})})
+                                 "min_change": min_change, "critic_redraws": critic_redraws}
+                                if arm == "defectgan" else {})})
             if resume and finished.is_file():
                 saved = json.loads(finished.read_text())
                 if saved.get("run") != run:
@@ -167,7 +283,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
             else:
                 path = write_manifest(arm_manifest(split, arm), arm_dir / "manifest.csv")
                 started = time.perf_counter()
-                generator = make_generator(arm, donors, generator_dir, seed, mask_source, min_change)
+                generator = make_generator(arm, donors, generator_dir, seed, mask_source, min_change, critic_redraws)
                 result = train_and_test(path, generator, settings, seed, arm_dir / "anomalib", name=f"{title}_{arm}")
                 seconds = time.perf_counter() - started
                 atomic_write_text(finished, json.dumps(json_safe({
@@ -180,8 +296,12 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
     runs = pd.DataFrame(rows)
     runs.to_csv(out / "runs.csv", index=False)
     summary = summarize(runs)
-    found = reductions(summary, "defectgan", "none", ["perlin", "cutpaste"]) if {"defectgan", "none"} <= set(arms) else {}
-    table = format_table(summary)
+    found = reductions(summary, "defectgan", "none", BASELINES) if {"defectgan", "none"} <= set(arms) else {}
+    paired = paired_differences(runs, "defectgan", BASELINES)
+    test_goods = int((split.test["label"] == "good").sum())
+    test_defects = int((split.test["label"] == "defect").sum())
+    warnings = [line for line in (small_test_warning(test_goods, test_defects, MIN_TEST_IMAGES),
+                                  gan.warning if gan else None) if line]
     results = {
         "tested_on": title,
         "seeds": seeds,
@@ -189,16 +309,27 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         "generator_dir": str(generator_dir) if generator_dir else None,
         "mask_source": mask_source,
         "min_change": min_change,
+        "critic_redraws": critic_redraws,
         "test_images": len(split.test),
-        "test_defects": int((split.test["label"] == "defect").sum()),
+        "test_goods": test_goods,
+        "test_defects": test_defects,
         "donors": len(split.donors),
+        "gan_iterations": gan.iterations if gan else None,
+        "gan_budget": {"max_steps": gan.max_steps, "max_time": gan.max_time} if gan else None,
+        "warnings": warnings,
         "summary": {arm: {m: summary.loc[arm, (m, "mean")] for m in ("error", "auroc", "ap", "pixel_auroc")}
                     for arm in summary.index},
         "relative_error_reduction": found,
+        "paired_vs_best_baseline": paired,
     }
-    lines = [f"# New-grade benchmark: {title}", "", f"Seeds {seeds}; "
-             f"{results['test_images']} test images ({results['test_defects']} real defects); "
-             f"{results['donors']} real donor defects.", "", table, ""]
+    sizes = (f"Seeds {seeds}; {len(split.test)} test images ({test_goods} good, {test_defects} real defects); "
+             f"{len(split.donors)} real donor defects.")
+    lines = [f"# New-grade benchmark: {title}", ""]
+    for line in [sizes, *([gan.line] if gan else []), *warnings]:
+        lines += [line, ""]
+    lines += [format_table(summary), ""]
+    if paired:
+        lines += [format_paired(paired), ""]
     if found:
         lines.append(f"Relative error reduction of DefectGAN: vs none {found['vs_none']:+.1%}, vs best baseline "
                      f"({found['best_baseline']}) {found['vs_best_baseline']:+.1%}.")
@@ -235,15 +366,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--generator", help="a trained generator folder (skips GAN training)")
     parser.add_argument("--mask-source", default="donor", choices=["donor", "gan"],
                         help="defectgan arm: pixels a transfer may change: the donor's label or the GAN's mask")
-    parser.add_argument("--min-change", type=float, default=0.0,
-                        help="defectgan arm: leave pixels the transfer changed by less than this unlabelled")
+    parser.add_argument("--min-change", type=float, default=CHANGE_THRESHOLD,
+                        help="defectgan arm: leave pixels the transfer changed by less than this (images in [0, 1]) "
+                             "unlabelled (default: %(default).4f = 2/255)")
+    parser.add_argument("--critic-redraws", type=int, default=0,
+                        help="defectgan arm: redraw a transfer the GAN's critic V does not recognise as the donor's "
+                             "class, up to this many times (default: %(default)s)")
     parser.add_argument("--gan-config", default="defect_gan/cpu.yaml",
                         help="defectgan fit config: a file, or a shipped name (default: %(default)s)")
-    parser.add_argument("--gan-steps", type=int, help="override the GAN config's max_steps")
-    parser.add_argument("--gan-max-time", help="override the GAN config's max_time (DD:HH:MM:SS)")
+    parser.add_argument("--gan-steps", type=int,
+                        help="the GAN's iteration budget, its trainer.max_steps (default: the config's)")
+    parser.add_argument("--gan-max-time",
+                        help="safety cap on the GAN's training time, DD:HH:MM:SS (default: the config's "
+                             "max_time); results.md warns when it stopped the GAN before --gan-steps")
+    parser.add_argument("--min-test-goods", type=int, default=MIN_TEST_IMAGES,
+                        help="move good images from training to test until the test split holds this many "
+                             "(at most half of the new grade's good images; default: %(default)s)")
     parser.add_argument("--size", type=int, default=128, help="steel-world image size")
-    parser.add_argument("--per-class", type=int, default=12, help="steel-world defects per class and grade")
-    parser.add_argument("--good-per-grade", type=int, default=40, help="steel-world good images per grade")
+    parser.add_argument("--per-class", type=int, default=17,
+                        help="steel-world defects per class and grade (17: 102 real test defects)")
+    parser.add_argument("--good-per-grade", type=int, default=500,
+                        help="steel-world good images per grade (a fifth are test images)")
     parser.add_argument("--data-seed", type=int, default=0)
     return parser
 
@@ -260,17 +403,18 @@ def main(argv: list[str]) -> int:
         from anomalib_defectgan.benchmark.few_shot_patches import few_shot_patch_split
 
         split = few_shot_patch_split(frame, out / "patches", args.patch, args.test_per_class, args.shots,
-                                     seed=args.data_seed)
+                                     seed=args.data_seed, min_test_goods=args.min_test_goods)
         title, frame = f"few-shot {args.shots} per class", None
     else:
         title = args.new_grade or DEFAULT_NEW_GRADE.get(args.dataset)
         if not title:
             raise DefectGanError("--new-grade is required with --dataset manifest")
-        split = new_grade_split(frame, title, donor_shots=args.donor_shots, seed=args.data_seed)
+        split = new_grade_split(frame, title, donor_shots=args.donor_shots, seed=args.data_seed,
+                                min_test_goods=args.min_test_goods)
     settings = ClassifierSettings(backbone=args.backbone, image_size=args.image_size, max_steps=args.steps,
                                   batch_size=args.batch_size, synthetic_ratio=args.synthetic_ratio)
     run_benchmark(split, title, out, args.arms, args.seeds, settings, args.gan_config, args.gan_steps,
                   Path(args.generator) if args.generator else None, frame,
-                  gan_args=["--trainer.max_time", args.gan_max_time] if args.gan_max_time else None,
-                  mask_source=args.mask_source, min_change=args.min_change)
+                  gan_max_time=args.gan_max_time,
+                  mask_source=args.mask_source, min_change=args.min_change, critic_redraws=args.critic_redraws)
     return 0

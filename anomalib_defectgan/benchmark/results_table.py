@@ -1,4 +1,4 @@
-"""Benchmark bookkeeping: per-run metrics, mean +- std tables, relative error reductions."""
+"""Benchmark bookkeeping: per-run metrics, mean +- std tables, the best arm, paired differences."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 METRICS = ("error", "auroc", "ap", "pixel_auroc")
+BASELINES = ("perlin", "cutpaste", "nsa")
+PAIRED_METRICS = ("auroc", "ap", "error")
 
 
 def _safe(metric, labels: np.ndarray, scores: np.ndarray) -> float:
@@ -81,16 +83,127 @@ def format_table(summary: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def best_arm(summary: pd.DataFrame, candidates: Sequence[str]) -> str | None:
+    """The candidate with the highest mean AUROC (ties: higher mean AP); NaN ranks last.
+
+    Threshold-free, so the choice does not depend on where anomalib put the threshold.
+
+    Args:
+        summary: :func:`summarize`'s table.
+        candidates: Arms to choose from; those absent from ``summary`` are skipped.
+
+    Returns:
+        The best arm, or None when no candidate is present.
+    """
+
+    def rank(arm: str) -> tuple[float, float]:
+        return tuple(-math.inf if math.isnan(value) else value
+                     for value in (summary.loc[arm, ("auroc", "mean")], summary.loc[arm, ("ap", "mean")]))
+
+    present = [arm for arm in candidates if arm in summary.index]
+    return max(present, key=rank) if present else None
+
+
 def reductions(summary: pd.DataFrame, ours: str, plain: str, baselines: Sequence[str]) -> dict[str, float]:
-    """Relative error reduction of ``ours`` vs the ``plain`` arm and vs the best of ``baselines``."""
+    """Relative error reduction of ``ours`` vs the ``plain`` arm and vs the :func:`best_arm` of ``baselines``."""
     error = summary[("error", "mean")]
-    present = [b for b in baselines if b in error.index]
-    best = min(present, key=lambda b: error[b]) if present else None
+    best = best_arm(summary, baselines)
     return {
         f"vs_{plain}": relative_error_reduction(error[ours], error[plain]),
         "vs_best_baseline": relative_error_reduction(error[ours], error[best]) if best else float("nan"),
         "best_baseline": best or "",
     }
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    finite = [v for v in values if math.isfinite(v)]
+    mean = float(np.mean(finite)) if finite else float("nan")
+    return mean, float(np.std(finite, ddof=1)) if len(finite) > 1 else float("nan")
+
+
+def paired_differences(runs: pd.DataFrame, ours: str = "defectgan",
+                       baselines: Sequence[str] = BASELINES) -> dict[str, Any]:
+    """``ours - best baseline`` per seed, for every seed both arms ran.
+
+    The baseline is the :func:`best_arm` of ``baselines``. Each difference compares two runs with
+    the same classifier seed on the same test set. NaN differences (AUROC on a one-class test set)
+    are left out of the mean and std.
+
+    Args:
+        runs: One row per arm and seed (``arm``, ``seed`` and the metrics).
+        ours: The arm under test.
+        baselines: Arms to compare with.
+
+    Returns:
+        ``ours``, ``baseline``, ``seeds`` and, per metric of ``auroc``, ``ap``, ``error``:
+        ``per_seed`` (in ``seeds`` order), ``mean`` and ``std`` (NaN with one seed). Positive AUROC
+        and AP differences and negative error differences favour ``ours``. Empty when ``ours`` or
+        every baseline is missing.
+    """
+    if ours not in set(runs["arm"]):
+        return {}
+    baseline = best_arm(summarize(runs), baselines)
+    if baseline is None:
+        return {}
+    columns = ["seed", *PAIRED_METRICS]
+    pairs = runs.loc[runs["arm"] == ours, columns].merge(runs.loc[runs["arm"] == baseline, columns], on="seed",
+                                                         suffixes=("_ours", "_base")).sort_values("seed")
+    result: dict[str, Any] = {"ours": ours, "baseline": baseline, "seeds": [int(s) for s in pairs["seed"]]}
+    for metric in PAIRED_METRICS:
+        per_seed = (pairs[f"{metric}_ours"] - pairs[f"{metric}_base"]).astype(float).tolist()
+        mean, std = _mean_std(per_seed)
+        result[metric] = {"per_seed": per_seed, "mean": mean, "std": std}
+    return result
+
+
+def format_paired(paired: dict[str, Any]) -> str:
+    """Markdown table of :func:`paired_differences`: one row per metric, one column per seed."""
+    if not paired:
+        return ""
+
+    def signed(value: float) -> str:
+        return "n/a" if math.isnan(value) else f"{value:+.3f}"
+
+    ours, baseline = paired["ours"], paired["baseline"]
+    caption = (f"Paired differences {ours} - {baseline} per seed ({baseline}: the baseline with the highest mean "
+               f"AUROC, ties AP); AUROC and AP: higher is better for {ours}, error: lower.")
+    lines = [caption, "",
+             "| metric | " + " | ".join(f"seed {s}" for s in paired["seeds"]) + " | mean +- std |",
+             "|" + " --- |" * (len(paired["seeds"]) + 2)]
+    for metric in PAIRED_METRICS:
+        row = paired[metric]
+        spread = "" if math.isnan(row["std"]) else f" +- {row['std']:.3f}"
+        cells = [signed(v) for v in row["per_seed"]] + [signed(row["mean"]) + spread]
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def small_test_warning(goods: int, defects: int, minimum: int) -> str | None:
+    """A warning when the test split holds fewer than ``minimum`` good images or defects.
+
+    The noise floors quoted are the largest standard error of a rate measured on ``n`` images,
+    ``0.5 / sqrt(n)``: ``n`` is every test image for the error, the scarcer class for AUROC.
+
+    Args:
+        goods: Good test images.
+        defects: Defective test images.
+        minimum: Fewest images of each class a trustworthy test split holds.
+
+    Returns:
+        One line of text, or None when both classes reach ``minimum``.
+    """
+    short = [f"{count} {name}" for count, name in ((goods, "good test images"), (defects, "test defects"))
+             if count < minimum]
+    if not short:
+        return None
+    total, scarce = goods + defects, min(goods, defects)
+    if scarce == 0:
+        return f"Warning: only {' and '.join(short)} (fewer than {minimum}): AUROC and AP are undefined."
+    outlier = "one good image scored above every defect" if goods <= defects else "one defect scored below every good image"
+    return (f"Warning: only {' and '.join(short)} (fewer than {minimum}): one misclassified image moves error by "
+            f"1/{total} = {1 / total:.3f} and {outlier} moves AUROC by 1/{scarce} = {1 / scarce:.3f}; error "
+            f"differences below ~{0.5 / math.sqrt(total):.2f} and AUROC differences below "
+            f"~{0.5 / math.sqrt(scarce):.2f} mean nothing here.")
 
 
 def json_safe(value: Any) -> Any:
