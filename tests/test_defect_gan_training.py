@@ -66,17 +66,22 @@ def test_fit_writes_logs_samples_checkpoint_and_generator_then_resumes(world: Pa
     assert gen.classes == model.hparams.classes and gen.crop_size == 32
     torch.manual_seed(0)
     donors, canvas = torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32)
+    donor_masks = torch.zeros(2, 1, 32, 32)
+    donor_masks[:, :, 12:20, 4:28] = 1.0
     codes = gen.encode(donors, [1, 2])
-    image, mask = gen.transfer(canvas, codes)
+    assert gen.needs_donor_pixels, "tiny.yaml ships the composite path"
+    image, mask = gen.transfer(canvas, codes, donor=donors, donor_mask=donor_masks)
     enc = model.net_ema.encode(donors)
     k = torch.tensor([1, 2])
     with torch.no_grad():
-        ref = model.net_ema.transfer(canvas, enc.z_d, enc.l8, enc.style(k), k, torch.full((2,), len(gen.grades)))
+        ref = model.net_ema.transfer(canvas, enc.z_d, enc.l8, enc.style(k), k, torch.full((2,), len(gen.grades)),
+                                     donors, donor_masks)
     assert torch.equal(image, ref.image) and torch.equal(mask, ref.mask)
 
     # export-weights from the checkpoint gives the same generator
     assert cli(["export-weights", "--ckpt", str(ckpt), "--out", str(tmp_path / "exported")]) == 0
-    again, again_mask = load_generator(tmp_path / "exported").transfer(canvas, codes)
+    again, again_mask = load_generator(tmp_path / "exported").transfer(canvas, codes, donor=donors,
+                                                                        donor_mask=donor_masks)
     assert torch.equal(again, image) and torch.equal(again_mask, mask)
 
     # resume continues the step count and does not retrain V
