@@ -355,7 +355,7 @@ def canvas_schedule(plan: Plan, num: int, rng: np.random.Generator) -> list[tupl
 
 
 def generate(generator: str | Path, plan: Plan, num: int, crop: int, batch_size: int, seed: int, workdir: Path,
-             channels: int) -> tuple[dict[str, Generated], list[str]]:
+             channels: int, critic_redraws: int = 0) -> tuple[dict[str, Generated], list[str]]:
     """Paint ``num`` defects with each generator as it ships, on the same canvases.
 
     For each canvas CutPaste draws a donor (uniform class, then uniform donor, from the training
@@ -389,7 +389,7 @@ def generate(generator: str | Path, plan: Plan, num: int, crop: int, batch_size:
             "nsa": CutPasteGenerator(bank, probability=1.0, seed=seed * 1000 + g, **NSA_SETTINGS),
         }
         transfer = DefectTransferGenerator(generator, bank, probability=1.0, seed=seed * 1000 + g, grade=grade,
-                                           cache_dir=workdir / "codes")
+                                           cache_dir=workdir / "codes", critic_redraws=critic_redraws)
         index_of = {donor.path: i for i, donor in enumerate(bank.donors)}
         mine = [path for canvas_grade, path in schedule if canvas_grade == grade]
         for start in range(0, len(mine), batch_size):
@@ -520,7 +520,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     generation_started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gan-quality-") as workdir:
         samples, gen_notes = generate(args.generator, plan, args.num, crop, args.batch_size, args.seed,
-                                      Path(workdir), gan.channels)
+                                      Path(workdir), gan.channels, args.critic_redraws)
         if args.figure:
             write_figure(args.generator, plan, crop, gan.channels, args.figure_per_class, args.seed,
                          Path(args.figure), Path(workdir))
@@ -541,6 +541,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "canvas_grades": list(plan.canvas_rows),
         "crop": crop,
         "num": args.num,
+        "critic_redraws": args.critic_redraws,
         "seed": args.seed,
         "classes": classes,
         "grades": grades,
@@ -573,6 +574,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=20, help="random halves for the Frechet distances")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the results here as JSON")
+    parser.add_argument("--critic-redraws", type=int, default=0,
+                        help="the GAN redraws transfers its critic V does not recognise, up to this many times")
     parser.add_argument("--figure", help="also write a donor | canvas | composite | output | mask grid (PNG) here")
     parser.add_argument("--figure-per-class", type=int, default=2, help="rows per defect class in --figure")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
