@@ -307,3 +307,31 @@ def test_composite_bad_inputs_never_label_pixels_that_did_not_change(world: dict
     assert all(painted[i] == (info is not None) for i, info in enumerate(gen.last_info)), \
         "an image without a defect has no info and an empty mask, never the reverse"
     assert painted.all()
+
+
+def test_donor_whose_box_centre_misses_the_defect_still_gets_a_window_with_it(world: dict[str, Path]) -> None:
+    """Two spots at opposite corners of a 96 px image: a 32 px window at their bounding-box centre
+    holds no defect pixel (the AITEX case that stopped a benchmark with 'a donor_mask is empty')."""
+    import cv2
+    import numpy as np
+
+    from anomalib_defectgan.data.image_io import write_image
+    from anomalib_defectgan.generators.defect_bank import DefectBank
+
+    root = world["root"] / "bank_far_apart"
+    image = np.full((96, 96), 140, np.uint8)
+    mask = np.zeros((96, 96), np.uint8)
+    for centre in ((8, 8), (87, 87)):
+        cv2.circle(mask, centre, 4, 255, -1)
+    image[mask > 0] = 40
+    write_image(root / "spot" / "spot_0.png", image)
+    write_image(root / "spot" / "masks" / "spot_0_mask.png", mask)
+    bank = DefectBank(root)
+    donor = bank.donors[0]
+    assert donor.center == (47, 47)
+    window_image, window_mask = bank.window(0, 32, 1)
+    assert window_mask.sum() > 0 and bool((window_image[window_mask.bool()] < 0.2).all())
+    path = make_tiny_generator(world["root"] / "gen_composite_far", classes=("spot",), defect_path="composite")
+    gen = DefectTransferGenerator(path, root, probability=1.0, seed=0, cache_dir=world["cache"])
+    augmented, out_mask = gen(torch.full((3, 1, 64, 64), 0.55))
+    assert out_mask.flatten(1).sum(1).min() > 0 and not torch.equal(augmented, torch.full_like(augmented, 0.55))

@@ -70,6 +70,24 @@ class Donor:
         top, left = self.box[0], self.box[1]
         return top + int(rows[0] + rows[-1]) // 2, left + int(cols[0] + cols[-1]) // 2
 
+    def window_center(self, size: int) -> tuple[int, int]:
+        """``(y, x)`` in the source image of a ``size`` window that holds defect pixels.
+
+        The bounding-box centre, unless a ``size`` window there misses the defect (a long thin
+        defect, a ring, several far-apart blobs larger than the window): then the defect pixel
+        nearest to that centre.
+        """
+        cy, cx = self.center
+        top, left = self.box[0], self.box[1]
+        ys, xs = torch.nonzero(self.mask[0] > 0.5, as_tuple=True)
+        ys, xs = ys + top, xs + left
+        half = size // 2
+        inside = (ys >= cy - half) & (ys < cy - half + size) & (xs >= cx - half) & (xs < cx - half + size)
+        if bool(inside.any()):
+            return cy, cx
+        nearest = int(torch.argmin((ys - cy) ** 2 + (xs - cx) ** 2))
+        return int(ys[nearest]), int(xs[nearest])
+
 
 def _find_mask(image: Path) -> Path | None:
     folders = [image.parent / "masks", image.parent.parent / "masks",
@@ -209,6 +227,9 @@ class DefectBank:
     def window(self, index: int, size: int, channels: int) -> tuple[Tensor, Tensor]:
         """A ``size`` x ``size`` window of a donor's source image centred on its defect.
 
+        Centred on the defect's bounding box, or on its nearest pixel when the window there would
+        miss the defect (:meth:`Donor.window_center`), so every window holds defect pixels.
+
         The source is read again from disk (reflect-padded where the window leaves the image).
 
         Returns:
@@ -217,7 +238,7 @@ class DefectBank:
         donor = self.donors[index]
         image = torch.from_numpy(np.array(read_image(donor.path, channels=channels))).permute(2, 0, 1).float() / 255.0
         mask = torch.from_numpy(np.array(read_mask(donor.mask_path))).float()[None]
-        cy, cx = donor.center
+        cy, cx = donor.window_center(size)
         top, left = cy - size // 2, cx - size // 2
         height, width = image.shape[-2:]
         pad = (max(-left, 0), max(left + size - width, 0), max(-top, 0), max(top + size - height, 0))
