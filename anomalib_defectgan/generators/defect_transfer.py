@@ -31,7 +31,7 @@ from anomalib_defectgan.generators.placement import Placement, overlap
 
 BACKENDS = ("torch", "openvino")
 MASK_SOURCES = ("gan", "donor")
-CODES_VERSION = "3"
+CODES_VERSION = "4"
 
 
 def default_cache_dir() -> Path:
@@ -369,7 +369,7 @@ class DefectTransferGenerator(nn.Module):
         painted, soft = self._transfer(gan_windows, torch.tensor([c[1] for c in chosen]),
                                        torch.tensor([c[2] for c in chosen]))
         if self.gan.needs_donor_pixels:
-            keep = soft >= 0.5  # the pasted region: nothing outside it changed
+            keep = soft > 0  # the region G could change (soft edge included): nothing outside it changed
         elif self.mask_source == "gan":
             keep = soft >= self.mask_threshold
         else:
