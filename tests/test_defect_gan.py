@@ -316,6 +316,32 @@ def test_composite_path_trains_and_refines_only_inside_the_region() -> None:
     assert torch.equal(f["transfer"][~inside], batch.canvas.image[~inside])
 
 
+def test_region_feather_fades_the_change_out_instead_of_a_hard_edge() -> None:
+    from anomalib_defectgan.data.blending import dilate
+
+    batch = make_batch()
+    canvas, donor, mask = batch.canvas.image, batch.donor.image, batch.donor.mask
+    hard = DefectGanNet(num_classes=3, defect_path="composite", region_dilation=1)
+    soft = DefectGanNet(num_classes=3, defect_path="composite", region_dilation=1, region_feather=2.0)
+    _, hard_region = hard.composite(canvas, donor, mask)
+    pasted, soft_region = soft.composite(canvas, donor, mask)
+    assert set(hard_region.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(soft_region[hard_region == 1], torch.ones_like(soft_region[hard_region == 1]))
+    fade = soft_region[(hard_region == 0) & (soft_region > 0)]
+    assert fade.numel() > 0 and bool((fade < 1).all()), "a ring of partial weights around the hard region"
+    assert bool((soft_region <= dilate(hard_region, 5)).all()), "the fade is local (about 2 sigma)"
+    with torch.no_grad():  # a G that brightens everything it may touch
+        for layer in soft.generator.to_rgb:
+            layer.bias.fill_(1.0)
+        out = soft.generator(pasted, soft.encoder(pasted).features, torch.zeros(len(canvas), 8, 4, 4),
+                             torch.zeros(len(canvas), 1, 4, 4), torch.zeros(len(canvas), 64), soft_region)
+    change = (out.image - pasted).abs().mean(dim=1, keepdim=True)
+    assert torch.equal(out.image[(soft_region == 0).expand_as(pasted)], pasted[(soft_region == 0).expand_as(pasted)])
+    with pytest.raises(ValueError, match="region_feather"):
+        DefectGanNet(num_classes=3, defect_path="composite", region_feather=-1.0)
+    assert change[(soft_region > 0) & (soft_region < 0.5)].mean() < change[soft_region == 1].mean()
+
+
 def test_composite_generator_file_needs_and_uses_donor_pixels(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = tiny_model(defect_path="composite")

@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 NET_ARGS = ("base_channels", "max_channels", "zd_channels", "sd_dim", "zt_dim", "w_dim", "embed_dim",
             "mapping_layers", "mask_bias", "canvas_skip", "code_levels", "defect_path", "composite_feather",
-            "region_dilation")
+            "region_dilation", "region_feather")
 
 
 def augment(images: Tensor, max_translation: float) -> Tensor:
@@ -121,6 +121,8 @@ class DefectGan(pl.LightningModule):
             composite; see :mod:`~anomalib_defectgan.models.defect_gan.torch_model`).
         composite_feather: Gaussian sigma (px) of the pasted defect's edge (``"composite"``).
         region_dilation: Pixels the region G may change grows beyond the pasted edge (``"composite"``).
+        region_feather: Gaussian sigma (px) over which G's change fades out beyond that region
+            (``"composite"``; 0: a hard edge).
         contrast_jitter: ``"composite"`` training: the donor's defect is put back on its own restored
             background with its contrast scaled by a random factor in ``1 +- contrast_jitter``, and G
             must rebuild the real donor from that (the paired target).
@@ -174,6 +176,7 @@ class DefectGan(pl.LightningModule):
         defect_path: str = "code",
         composite_feather: float = 2.0,
         region_dilation: int = 1,
+        region_feather: float = 0.0,
         contrast_jitter: float = 0.4,
         d_base_channels: int = 16,
         d_max_channels: int = 64,

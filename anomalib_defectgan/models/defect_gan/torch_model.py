@@ -261,13 +261,16 @@ class DefectGanNet(nn.Module):
         composite_feather: Gaussian sigma (px) of the pasted defect's edge (``"composite"``).
         region_dilation: Pixels the pasted region G may change is grown by beyond the feathered
             edge (``"composite"``).
+        region_feather: Gaussian sigma (px) of the region's own soft edge (``"composite"``): G's
+            change fades to zero over about ``2 * region_feather`` px outside the grown region
+            instead of stopping at a hard edge (0: a binary region).
     """
 
     def __init__(self, channels: int = 1, num_classes: int = 2, num_grades: int = 1, base_channels: int = 16,
                  max_channels: int = 64, zd_channels: int = 8, sd_dim: int = 16, zt_dim: int = 64,
                  w_dim: int = 64, embed_dim: int = 16, mapping_layers: int = 2, mask_bias: float = -1.0,
                  canvas_skip: bool = False, code_levels: int = LEVELS, defect_path: str = "code",
-                 composite_feather: float = 2.0, region_dilation: int = 1) -> None:
+                 composite_feather: float = 2.0, region_dilation: int = 1, region_feather: float = 0.0) -> None:
         super().__init__()
         if defect_path not in DEFECT_PATHS:
             raise ValueError(f"defect_path must be one of {DEFECT_PATHS}, got {defect_path!r}")
@@ -285,6 +288,9 @@ class DefectGanNet(nn.Module):
                 nn.init.zeros_(layer.weight)
         self.composite_feather = float(composite_feather)
         self.region_dilation = int(region_dilation)
+        if region_feather < 0:
+            raise ValueError(f"region_feather must be >= 0, got {region_feather}")
+        self.region_feather = float(region_feather)
         self.channels = channels
         self.num_classes = num_classes
         self.num_grades = num_grades
@@ -317,12 +323,14 @@ class DefectGanNet(nn.Module):
             donor_mask: ``[B, 1, H, W]`` the donor's defect pixels in {0, 1}.
 
         Returns:
-            ``(composite, region)``; ``region`` ``[B, 1, H, W]`` in {0, 1}.
+            ``(composite, region)``; ``region`` ``[B, 1, H, W]`` in [0, 1]: 1 on the pasted alpha
+            grown by ``region_dilation``, a Gaussian fade of ``region_feather`` px around it, 0
+            where G may not change anything.
         """
-        from anomalib_defectgan.data.blending import dilate, paste_feathered
+        from anomalib_defectgan.data.blending import dilate, feather_alpha, paste_feathered
 
         composite, alpha = paste_feathered(canvas, donor, donor_mask, self.composite_feather)
-        region = dilate((alpha > 0).to(canvas.dtype), self.region_dilation)
+        region = feather_alpha(dilate((alpha > 0).to(canvas.dtype), self.region_dilation), self.region_feather)
         return composite, region
 
     def transfer(self, canvas: Tensor, z_d: Tensor, l8: Tensor, s_d: Tensor, defect_class: Tensor,
