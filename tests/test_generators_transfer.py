@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -309,9 +310,11 @@ def test_composite_bad_inputs_never_label_pixels_that_did_not_change(world: dict
     assert painted.all()
 
 
-def test_donor_whose_box_centre_misses_the_defect_still_gets_a_window_with_it(world: dict[str, Path]) -> None:
+def test_donor_whose_box_centre_misses_the_defect_still_gets_a_window_with_it(
+        world: dict[str, Path], caplog: pytest.LogCaptureFixture) -> None:
     """Two spots at opposite corners of a 96 px image: a 32 px window at their bounding-box centre
-    holds no defect pixel (the AITEX case that stopped a benchmark with 'a donor_mask is empty')."""
+    holds no defect pixel (the AITEX case that stopped a benchmark with 'a donor_mask is empty'),
+    and the defect is larger than the window, which the generator says when it is built."""
     import cv2
     import numpy as np
 
@@ -332,6 +335,9 @@ def test_donor_whose_box_centre_misses_the_defect_still_gets_a_window_with_it(wo
     window_image, window_mask = bank.window(0, 32, 1)
     assert window_mask.sum() > 0 and bool((window_image[window_mask.bool()] < 0.2).all())
     path = make_tiny_generator(world["root"] / "gen_composite_far", classes=("spot",), defect_path="composite")
-    gen = DefectTransferGenerator(path, root, probability=1.0, seed=0, cache_dir=world["cache"])
+    with caplog.at_level(logging.WARNING, logger="anomalib_defectgan.generators.defect_transfer"):
+        gen = DefectTransferGenerator(path, root, probability=1.0, seed=0, cache_dir=world["cache"])
+    assert donor.extent == (88, 88) and gen.donors_cut == 1
+    assert "larger than the GAN's 32 px window" in caplog.text and str(root) in caplog.text
     augmented, out_mask = gen(torch.full((3, 1, 64, 64), 0.55))
     assert out_mask.flatten(1).sum(1).min() > 0 and not torch.equal(augmented, torch.full_like(augmented, 0.55))

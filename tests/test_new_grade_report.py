@@ -89,6 +89,7 @@ def benchmark_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     monkeypatch.setattr(new_grade, "train_and_test", fake_train)
     monkeypatch.setattr(new_grade, "fit_gan", fake_fit_gan)
     monkeypatch.setattr(new_grade, "make_generator", lambda *args: None)
+    monkeypatch.setattr(new_grade, "_window_warning", lambda donors, generator_dir: None)
     return {"split": split, "title": grade, "out": tmp_path / "bench", "arms": list(auroc), "seeds": [0, 1],
             "settings": ClassifierSettings(max_steps=3, image_size=32, progress=False), "gan_config": "unused",
             "gan_steps": 900, "gan_max_time": "00:00:12:00", "frame": frame}
@@ -130,3 +131,14 @@ def test_without_a_baseline_there_is_no_paired_table(benchmark_inputs: dict) -> 
     assert results["paired_vs_best_baseline"] == {}
     assert results["relative_error_reduction"]["best_baseline"] == ""
     assert "Paired differences" not in (benchmark_inputs["out"] / "results.md").read_text()
+
+
+def test_donors_larger_than_the_gan_window_are_reported(tmp_path: Path) -> None:
+    from tests.test_generators_support import make_bank, make_tiny_generator
+
+    bank = make_bank(tmp_path / "bank", size=48)  # scratches run across the 48 px donors
+    warning = new_grade._window_warning(bank, make_tiny_generator(tmp_path / "gen", crop_size=32))
+    assert warning is not None and "larger than the GAN's 32 px window" in warning and "'scratch'" in warning
+    assert "'spot'" not in warning, "the bank's spots (radius <= 6 px) fit the window"
+    assert new_grade._window_warning(bank, make_tiny_generator(tmp_path / "gen64", crop_size=64)) is None
+    assert new_grade._window_warning(bank, None) is None

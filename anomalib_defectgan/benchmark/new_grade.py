@@ -221,6 +221,17 @@ def make_generator(arm: str, donors: Path, generator_dir: Path | None, seed: int
                                    min_change=min_change, critic_redraws=critic_redraws)
 
 
+def _window_warning(donors: Path, generator_dir: Path | None) -> str | None:
+    """The DefectGAN arm's warning when donors are larger than its GAN's window (None: they fit)."""
+    if generator_dir is None:
+        return None
+    from anomalib_defectgan.generators.defect_bank import DefectBank
+    from anomalib_defectgan.generators.defect_transfer import cut_donors_warning
+    from anomalib_defectgan.models.defect_gan import load_generator
+
+    return cut_donors_warning(DefectBank(donors), load_generator(generator_dir).crop_size)
+
+
 def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], seeds: list[int],
                   settings: ClassifierSettings, gan_config: str, gan_steps: int | None,
                   generator_dir: Path | None = None, frame: pd.DataFrame | None = None,
@@ -301,7 +312,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
     test_goods = int((split.test["label"] == "good").sum())
     test_defects = int((split.test["label"] == "defect").sum())
     warnings = [line for line in (small_test_warning(test_goods, test_defects, MIN_TEST_IMAGES),
-                                  gan.warning if gan else None) if line]
+                                  gan.warning if gan else None, _window_warning(donors, generator_dir)) if line]
     results = {
         "tested_on": title,
         "seeds": seeds,

@@ -70,6 +70,13 @@ class Donor:
         top, left = self.box[0], self.box[1]
         return top + int(rows[0] + rows[-1]) // 2, left + int(cols[0] + cols[-1]) // 2
 
+    @property
+    def extent(self) -> tuple[int, int]:
+        """``(height, width)`` of the defect's bounding box (the mask's, without the margin)."""
+        rows = torch.nonzero(self.mask[0].any(dim=1)).flatten()
+        cols = torch.nonzero(self.mask[0].any(dim=0)).flatten()
+        return int(rows[-1] - rows[0]) + 1, int(cols[-1] - cols[0]) + 1
+
     def window_center(self, size: int) -> tuple[int, int]:
         """``(y, x)`` in the source image of a ``size`` window that holds defect pixels.
 

@@ -15,7 +15,9 @@ weights and of the bank's files.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,23 @@ from anomalib_defectgan.generators.placement import Placement, overlap
 BACKENDS = ("torch", "openvino")
 MASK_SOURCES = ("gan", "donor")
 CODES_VERSION = "4"
+
+logger = logging.getLogger(__name__)
+
+
+def cut_donors(bank: DefectBank, crop_size: int) -> Counter[str]:
+    """Per class, the donors whose defect's bounding box is larger than a ``crop_size`` window."""
+    return Counter(d.defect_class for d in bank.donors if max(d.extent) > crop_size)
+
+
+def cut_donors_warning(bank: DefectBank, crop_size: int) -> str | None:
+    """What to tell a user whose donors do not fit the GAN's window (None when they all do)."""
+    cut = cut_donors(bank, crop_size)
+    if not cut:
+        return None
+    return (f"{sum(cut.values())} of {len(bank)} donors of {bank.source} are larger than the GAN's {crop_size} px "
+            f"window ({dict(cut)}): only a window of each is painted, the rest of the defect is cut off; train the "
+            "GAN with a data crop_size that covers your defects")
 
 
 def default_cache_dir() -> Path:
@@ -178,6 +197,11 @@ class DefectTransferGenerator(nn.Module):
         if not usable:
             raise DefectBankError(f"defect bank {self.bank.source}: no usable defects for classes {wanted}; the bank "
                                   f"has {self.bank.classes}, the generator knows {gan.classes[1:]}")
+        warning = cut_donors_warning(self.bank, gan.crop_size)
+        #: Donors whose defect is larger than the GAN's window: they are painted cut to the window.
+        self.donors_cut = sum(cut_donors(self.bank, gan.crop_size).values())
+        if warning:
+            logger.warning(warning)
         self.sampler = ClassSampler(self.bank.donor_classes, [c for c, _ in usable], [w for _, w in usable])
         self.probability = probability
         self.grade = grade
