@@ -47,6 +47,7 @@ from anomalib_defectgan.data.image_io import read_image
 from anomalib_defectgan.data.manifest import read_manifest, vocabularies, write_manifest
 from anomalib_defectgan.errors import DefectGanError
 from anomalib_defectgan.utils.atomic import atomic_write_text
+from anomalib_defectgan.utils.transfer_options import add_transfer_options
 
 ARMS = ("defectgan", "cutpaste", "nsa")
 MIN_REFERENCE = 4
@@ -574,8 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=20, help="random halves for the Frechet distances")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the results here as JSON")
-    parser.add_argument("--critic-redraws", type=int, default=0,
-                        help="the GAN redraws transfers its critic V does not recognise, up to this many times")
+    add_transfer_options(parser, "defectgan", masks=False)
     parser.add_argument("--figure", help="also write a donor | canvas | composite | output | mask grid (PNG) here")
     parser.add_argument("--figure-per-class", type=int, default=2, help="rows per defect class in --figure")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")

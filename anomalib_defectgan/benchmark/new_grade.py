@@ -53,6 +53,7 @@ from anomalib_defectgan.data.manifest import read_manifest, write_manifest
 from anomalib_defectgan.errors import DefectGanError
 from anomalib_defectgan.utils.atomic import atomic_write_text
 from anomalib_defectgan.utils.packaged_configs import resolve_config
+from anomalib_defectgan.utils.transfer_options import add_transfer_options
 
 DEFAULT_NEW_GRADE = {"steel-world": "pickled", "aitex": "fabric_03"}
 SHARED_FOLDERS = {"aitex": "aitex", "sd-saliency": "sd-saliency-900"}
@@ -375,14 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--synthetic-ratio", type=float, default=0.5)
     parser.add_argument("--generator", help="a trained generator folder (skips GAN training)")
-    parser.add_argument("--mask-source", default="donor", choices=["donor", "gan"],
-                        help="defectgan arm: pixels a transfer may change: the donor's label or the GAN's mask")
-    parser.add_argument("--min-change", type=float, default=CHANGE_THRESHOLD,
-                        help="defectgan arm: leave pixels the transfer changed by less than this (images in [0, 1]) "
-                             "unlabelled (default: %(default).4f = 2/255)")
-    parser.add_argument("--critic-redraws", type=int, default=0,
-                        help="defectgan arm: redraw a transfer the GAN's critic V does not recognise as the donor's "
-                             "class, up to this many times (default: %(default)s)")
+    add_transfer_options(parser, "defectgan arm")
     parser.add_argument("--gan-config", default="defect_gan/cpu.yaml",
                         help="defectgan fit config: a file, or a shipped name (default: %(default)s)")
     parser.add_argument("--gan-steps", type=int,

@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from anomalib_defectgan.data.blending import CHANGE_THRESHOLD
 from anomalib_defectgan.data.image_io import list_images, read_image, write_image
 from anomalib_defectgan.errors import DefectGanError, ImageReadError, OutputExistsError, summarize
 from anomalib_defectgan.utils.atomic import atomic_write_text
+from anomalib_defectgan.utils.transfer_options import add_transfer_options
 
 GENERATORS = ("defectgan", "cutpaste", "nsa")
 PROGRESS = ".progress"
@@ -59,16 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="DefectGAN inference backend.")
     parser.add_argument("--mask-threshold", type=float, default=0.1,
                         help="DefectGAN soft-mask value from which a pixel counts as defect (--mask-source gan).")
-    parser.add_argument("--mask-source", choices=("donor", "gan"), default="donor",
-                        help="DefectGAN: pixels a transfer may change: the donor's label grown by "
-                             "--mask-dilation px (default), or the GAN's mask at --mask-threshold.")
-    parser.add_argument("--mask-dilation", type=int, default=2, help="Growth (px) of donor masks.")
-    parser.add_argument("--min-change", type=float, default=CHANGE_THRESHOLD,
-                        help="DefectGAN: leave pixels changed by less than this (in [0, 1]) unpainted and unlabelled "
-                             "(default: %(default).4f = 2/255, so the mask is the pixels that changed).")
-    parser.add_argument("--critic-redraws", type=int, default=0,
-                        help="DefectGAN: redraw a transfer its critic V does not recognise as the donor's class, "
-                             "up to this many times.")
+    parser.add_argument("--mask-dilation", type=int, default=2,
+                        help="DefectGAN: growth (px) of donor masks (--mask-source donor).")
+    add_transfer_options(parser, "DefectGAN")
     parser.add_argument("--channels", type=int, choices=(1, 3),
                         help="Image channels (default: 3 if the first good image is colour, else 1).")
     parser.add_argument("--grade", help="Grade name written to the manifest (default: the normal dir's name).")

@@ -62,20 +62,23 @@ class Donor:
     box: tuple[int, int, int, int]
     source_size: tuple[int, int]
 
+    def _span(self) -> tuple[int, int, int, int]:
+        """First and last row and column of the defect's pixels, in crop coordinates."""
+        rows = torch.nonzero(self.mask[0].any(dim=1)).flatten()
+        cols = torch.nonzero(self.mask[0].any(dim=0)).flatten()
+        return int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+
     @property
     def center(self) -> tuple[int, int]:
         """``(y, x)`` of the defect's bounding-box centre in the source image."""
-        rows = torch.nonzero(self.mask[0].any(dim=1)).flatten()
-        cols = torch.nonzero(self.mask[0].any(dim=0)).flatten()
-        top, left = self.box[0], self.box[1]
-        return top + int(rows[0] + rows[-1]) // 2, left + int(cols[0] + cols[-1]) // 2
+        first_row, last_row, first_col, last_col = self._span()
+        return self.box[0] + (first_row + last_row) // 2, self.box[1] + (first_col + last_col) // 2
 
     @property
     def extent(self) -> tuple[int, int]:
         """``(height, width)`` of the defect's bounding box (the mask's, without the margin)."""
-        rows = torch.nonzero(self.mask[0].any(dim=1)).flatten()
-        cols = torch.nonzero(self.mask[0].any(dim=0)).flatten()
-        return int(rows[-1] - rows[0]) + 1, int(cols[-1] - cols[0]) + 1
+        first_row, last_row, first_col, last_col = self._span()
+        return last_row - first_row + 1, last_col - first_col + 1
 
     def window_center(self, size: int) -> tuple[int, int]:
         """``(y, x)`` in the source image of a ``size`` window that holds defect pixels.

@@ -43,9 +43,12 @@ def cut_donors(bank: DefectBank, crop_size: int) -> Counter[str]:
     return Counter(d.defect_class for d in bank.donors if max(d.extent) > crop_size)
 
 
-def cut_donors_warning(bank: DefectBank, crop_size: int) -> str | None:
-    """What to tell a user whose donors do not fit the GAN's window (None when they all do)."""
-    cut = cut_donors(bank, crop_size)
+def cut_donors_warning(bank: DefectBank, crop_size: int, cut: Counter[str] | None = None) -> str | None:
+    """What to tell a user whose donors do not fit the GAN's window (None when they all do).
+
+    ``cut``: :func:`cut_donors` of ``bank``, when already counted.
+    """
+    cut = cut_donors(bank, crop_size) if cut is None else cut
     if not cut:
         return None
     return (f"{sum(cut.values())} of {len(bank)} donors of {bank.source} are larger than the GAN's {crop_size} px "
@@ -197,11 +200,11 @@ class DefectTransferGenerator(nn.Module):
         if not usable:
             raise DefectBankError(f"defect bank {self.bank.source}: no usable defects for classes {wanted}; the bank "
                                   f"has {self.bank.classes}, the generator knows {gan.classes[1:]}")
-        warning = cut_donors_warning(self.bank, gan.crop_size)
+        cut = cut_donors(self.bank, gan.crop_size)
         #: Donors whose defect is larger than the GAN's window: they are painted cut to the window.
-        self.donors_cut = sum(cut_donors(self.bank, gan.crop_size).values())
-        if warning:
-            logger.warning(warning)
+        self.donors_cut = sum(cut.values())
+        if cut:
+            logger.warning(cut_donors_warning(self.bank, gan.crop_size, cut))
         self.sampler = ClassSampler(self.bank.donor_classes, [c for c, _ in usable], [w for _, w in usable])
         self.probability = probability
         self.grade = grade

@@ -1,0 +1,34 @@
+"""The command-line options of :class:`~anomalib_defectgan.generators.DefectTransferGenerator`.
+
+``defectgan generate``, ``defectgan benchmark new-grade`` and ``defectgan benchmark gan-quality``
+expose the same generator settings; they are declared here once, with one wording and one set
+of defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from anomalib_defectgan.data.blending import CHANGE_THRESHOLD
+from anomalib_defectgan.generators.defect_transfer import MASK_SOURCES
+
+
+def add_transfer_options(parser: argparse.ArgumentParser, who: str, masks: bool = True) -> None:
+    """Add ``--critic-redraws`` and (with ``masks``) ``--mask-source`` and ``--min-change``.
+
+    Args:
+        parser: The command's parser.
+        who: What the options apply to, prefixed to each help text (e.g. ``"defectgan arm"``).
+        masks: Also add the options that decide which pixels a transfer changes and labels.
+    """
+    if masks:
+        parser.add_argument("--mask-source", choices=sorted(MASK_SOURCES), default="donor",
+                            help=f"{who}: pixels a transfer may change: the donor's label (default) or the GAN's "
+                                 "own mask")
+        parser.add_argument("--min-change", type=float, default=CHANGE_THRESHOLD,
+                            help=f"{who}: leave pixels the transfer changed by less than this (images in [0, 1]) "
+                                 "unpainted and unlabelled (default: %(default).4f = 2/255, so the mask is the "
+                                 "pixels that changed)")
+    parser.add_argument("--critic-redraws", type=int, default=0,
+                        help=f"{who}: redraw a transfer the GAN's critic V does not recognise as the donor's "
+                             "class, up to this many times (default: %(default)s)")
