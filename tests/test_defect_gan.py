@@ -160,6 +160,20 @@ def test_fixed_seed_gives_identical_training_and_output() -> None:
     assert torch.equal(image_a, image_b) and loss_a == loss_b
 
 
+def test_plate_penalty_punishes_a_plate_and_spares_edge_detail() -> None:
+    from anomalib_defectgan.models.defect_gan.loss import plate_penalty
+
+    composite = torch.rand(2, 1, 32, 32)
+    region = torch.zeros(2, 1, 32, 32)
+    region[..., 8:24, 8:24] = 1.0
+    plate = composite + 0.1 * region  # a brighter disc over the region
+    checker = (torch.arange(32).view(1, 32) + torch.arange(32).view(32, 1)) % 2
+    detail = composite + 0.1 * region * (2.0 * checker - 1.0)  # same amplitude, pixel-scale
+    assert plate_penalty(composite, composite, region) == 0
+    assert plate_penalty(plate, composite, region) > 0.05
+    assert plate_penalty(detail, composite, region) < 0.2 * plate_penalty(plate, composite, region)
+
+
 def test_mask_supervision_box_and_pixel() -> None:
     from anomalib_defectgan.models.defect_gan.loss import mask_supervision
 
@@ -380,6 +394,75 @@ def test_composite_transfer_graph_converts_to_openvino() -> None:
     assert torch.allclose(image, ref_image, atol=1e-4) and torch.equal(mask, ref_mask)
     with pytest.raises(DefectGanError, match="takes 8 inputs"):
         ov_transfer(*inputs[:6])
+
+
+def test_fill_from_surroundings_paints_a_defect_away_and_keeps_the_rest() -> None:
+    from anomalib_defectgan.data.blending import fill_from_surroundings
+
+    ramp = torch.linspace(0.2, 0.8, 48).view(1, 1, 1, 48).expand(2, 1, 40, 48).clone()
+    known = torch.ones(2, 1, 40, 48)
+    known[0, :, 18:21, :] = 0.0  # a thin scratch across the image
+    known[1, :, 5:35, 10:30] = 0.0  # a large blob
+    defective = torch.where(known > 0, ramp, torch.ones_like(ramp))
+    filled = fill_from_surroundings(defective, known)
+    assert torch.equal(filled[known.bool()], ramp[known.bool()]), "known pixels unchanged"
+    assert (filled[0] - ramp[0]).abs()[~known[0].bool()].max() < 0.02, "a scratch is replaced by its sides"
+    assert (filled[1] - ramp[1]).abs()[~known[1].bool()].mean() < 0.1, "a blob by its surroundings"
+
+
+def test_residual_and_ratio_composites_carry_the_defect_as_a_change_of_the_canvas() -> None:
+    from anomalib_defectgan.data.blending import paste_change
+
+    canvas = torch.full((1, 1, 16, 16), 0.3)
+    canvas[..., ::2] = 0.4  # the new material's texture
+    donor = torch.full((1, 1, 16, 16), 0.8)
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., 6:10, 6:10] = 1.0
+    donor[mask.bool()] = 0.2  # a dark defect on a bright donor: a quarter of its material's grey
+    inside = mask.bool()
+    offset, alpha = paste_change(canvas, donor, mask, feather=0.0)
+    assert torch.allclose(offset[inside], (canvas[inside] - 0.6).clamp_min(0.0)), "donor - background added"
+    ratio, _ = paste_change(canvas, donor, mask, feather=0.0, rule="ratio")
+    assert torch.allclose(ratio[inside], canvas[inside] * 0.25), "contrast kept relative to the material"
+    assert ratio[inside].min() > 0.0, "a dark defect on a dark grade is not shifted below black"
+    for out in (offset, ratio):
+        assert torch.equal(out[~inside], canvas[~inside]) and torch.equal(alpha, mask)
+    patch = ratio[..., 6:10, 6:10]
+    assert not torch.equal(patch[..., 0], patch[..., 1]), "the canvas texture shows through the defect"
+    with pytest.raises(ValueError, match="rule"):
+        paste_change(canvas, donor, mask, rule="poisson")
+    with pytest.raises(ValueError, match="composite_mode"):
+        DefectGanNet(num_classes=3, defect_path="composite", composite_mode="poisson")
+
+
+def test_residual_generator_trains_exports_and_matches_openvino(tmp_path: Path) -> None:
+    from anomalib_defectgan.data.blending import paste_change
+
+    torch.manual_seed(0)
+    model = tiny_model(defect_path="composite", composite_mode="residual")
+    batch = make_batch()
+    f = model.forward_passes(batch)
+    expected, _ = paste_change(batch.canvas.image, batch.donor.image, batch.donor.mask)
+    assert torch.allclose(f["pasted"], expected) and torch.allclose(f["transfer"], expected, atol=2e-3), \
+        "G starts as the identity of the residual composite (up to the 1e-3 clamp of its logit skip)"
+    losses, _ = iteration(model, batch, r1=False)
+    assert all(torch.isfinite(v) for v in losses["g"].values())
+    gen = load_generator(model.export_generator(tmp_path / "gen"))
+    assert gen.net.composite_mode == "residual"
+    donors, masks = batch.donor.image, batch.donor.mask
+    canvas = make_batch(seed=1).canvas.image
+    codes = gen.encode(donors, [1, 2, 1])
+    image, region = gen.transfer(canvas, codes, donor=donors, donor_mask=masks)
+    assert torch.equal(image[region.expand_as(image) == 0], canvas[region.expand_as(canvas) == 0])
+    pytest.importorskip("openvino")
+    from anomalib_defectgan.generators.openvino_backend import OpenVinoTransfer
+
+    grade = torch.full((3,), 2, dtype=torch.long)
+    inputs = (canvas, codes.z_d, codes.l8, codes.s_d, codes.defect_class, grade, donors, masks)
+    with torch.no_grad():
+        ref_image, ref_mask = gen.export_module()(*inputs)
+    image, mask = OpenVinoTransfer.from_generator(gen)(*inputs)
+    assert torch.allclose(image, ref_image, atol=1e-4) and torch.equal(mask, ref_mask)
 
 
 def test_defect_path_is_checked() -> None:

@@ -184,8 +184,8 @@ def test_figure_rows_show_the_composite_the_gan_refined(world: tuple[Path, Path]
         assert np.abs(row["output"].astype(int) - row["composite"].astype(int)).max() <= 2  # min_change: 2/255
         assert (row["mask"] > 0).any() and not (changed & (row["mask"] == 0)).any()
     with pytest.raises(DefectGanError, match="edge_margin"):
-        transfer_rows(DefectTransferGenerator(generator, donors, cache_dir=tmp_path / "codes"), torch.rand(1, 1, 48, 48),
-                      [0])
+        transfer_rows(DefectTransferGenerator(generator, donors, cache_dir=tmp_path / "codes", edge_margin=None),
+                      torch.rand(1, 1, 48, 48), [0])
 
 
 # ----------------------------------------------------------------------------------------- bad input

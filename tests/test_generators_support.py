@@ -49,12 +49,13 @@ def make_normals(root: Path, count: int = 4, size: int = 48, seed: int = 1, leve
 
 
 def make_tiny_generator(root: Path, classes: tuple[str, ...] = ("scratch", "spot"), channels: int = 1,
-                        crop_size: int = 32, seed: int = 0, defect_path: str = "code", critic: bool = False) -> Path:
+                        crop_size: int = 32, seed: int = 0, defect_path: str = "code", critic: bool = False,
+                        composite_mode: str = "paste") -> Path:
     """Save an untrained tiny DefectGAN generator with the GAN's own export code; returns its folder.
 
     The mask bias is positive so that the untrained network paints visible masks. An untrained
     ``defect_path="composite"`` generator returns the pasted donor defect unchanged. ``critic``
-    saves an untrained versatile classifier V beside it.
+    saves an untrained versatile classifier V beside it; ``composite_mode`` that of a composite one.
     """
     import inspect
 
@@ -68,6 +69,8 @@ def make_tiny_generator(root: Path, classes: tuple[str, ...] = ("scratch", "spot
               "max_channels": 16, "mask_bias": 1.0}
     if defect_path != "code":
         config["defect_path"] = defect_path
+    if composite_mode != "paste":
+        config["composite_mode"] = composite_mode
     if "canvas_skip" in inspect.signature(DefectGanNet).parameters:
         config["canvas_skip"] = True  # exercises aten::logit, which the OpenVINO export has to convert
     from anomalib_defectgan.models.defect_gan.classifier import VersatileClassifier

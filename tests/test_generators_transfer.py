@@ -55,14 +55,15 @@ def test_transfer_is_crop_local(gen: DefectTransferGenerator) -> None:
 
 def test_transfer_windows_reach_the_edges_only_within_the_margin(world: dict[str, Path]) -> None:
     images = torch.rand(24, 1, 48, 48)
-    edges = DefectTransferGenerator(world["gen"], world["bank"], probability=1.0, seed=2, cache_dir=world["cache"])
-    assert edges.edge_margin == 8
+    edges = DefectTransferGenerator(world["gen"], world["bank"], probability=1.0, seed=2, cache_dir=world["cache"],
+                                    edge_margin=None)
+    assert edges.edge_margin == 8, "None: a quarter of the crop"
     _, mask = edges(images)
     tops = [info["top"] for info in edges.last_info] + [info["left"] for info in edges.last_info]
     assert min(tops) < 0 and min(tops) >= -8 and max(tops) <= 48 - 32 + 8
     assert mask[:, :, 0, :].any() or mask[:, :, :, 0].any()
-    inside = DefectTransferGenerator(world["gen"], world["bank"], probability=1.0, seed=2, edge_margin=0,
-                                     cache_dir=world["cache"])
+    inside = DefectTransferGenerator(world["gen"], world["bank"], probability=1.0, seed=2, cache_dir=world["cache"])
+    assert inside.edge_margin == 0, "the default keeps windows inside"
     inside(images)
     tops = [info["top"] for info in inside.last_info] + [info["left"] for info in inside.last_info]
     assert min(tops) >= 0 and max(tops) <= 48 - 32
@@ -266,6 +267,55 @@ def test_composite_generator_pastes_real_donor_pixels_and_labels_what_changed(wo
                                      backend="openvino")
     ov_augmented, ov_mask = ov_gen(images)
     assert (ov_augmented - augmented).abs().max() < 1e-3 and (ov_mask != mask).float().mean() < 1e-3
+
+
+def test_residual_generator_adds_the_donor_defect_to_the_new_material(world: dict[str, Path]) -> None:
+    from anomalib_defectgan.data.blending import paste_change
+
+    path = make_tiny_generator(world["root"] / "gen_residual", defect_path="composite", composite_mode="residual")
+    gen = DefectTransferGenerator(path, world["bank"], probability=1.0, seed=4, cache_dir=world["cache"],
+                                  edge_margin=0)
+    images = torch.rand(4, 1, 32, 32) * 0.1 + 0.45  # textured canvases
+    donors = [0, 1, 4, 5]
+    augmented, mask = gen.paint_donors(images, donors)
+    assert mask.flatten(1).sum(1).min() > 0
+    for i, info in enumerate(gen.last_info):  # an untrained G returns the composite
+        orient = next(k for k, o in enumerate(gen.orientations)
+                      if (o.flip_h, o.flip_v) == (info["flip_h"], info["flip_v"]))
+        donor, donor_mask = gen.donor_pixels(torch.tensor([donors[i]]), torch.tensor([orient]))
+        expected, _ = paste_change(images[i:i + 1], donor, donor_mask, gen.gan.net.composite_feather)
+        keep = mask[i:i + 1].bool()
+        assert torch.allclose(augmented[i:i + 1][keep], expected[keep], atol=1e-5)
+        inside = donor_mask.bool() & keep
+        texture = augmented[i:i + 1][inside] - images[i:i + 1][inside]
+        assert texture.std() < (augmented[i:i + 1][inside]).std(), "the canvas texture shows through the defect"
+    ov_gen = DefectTransferGenerator(path, world["bank"], probability=1.0, seed=4, cache_dir=world["cache"],
+                                     edge_margin=0, backend="openvino")
+    ov_augmented, _ = ov_gen.paint_donors(images, donors)
+    assert (ov_augmented - augmented).abs().max() < 1e-3
+
+
+def test_a_larger_window_paints_donors_larger_than_the_training_crop_whole(world: dict[str, Path]) -> None:
+    path = make_tiny_generator(world["root"] / "gen_window", defect_path="composite", composite_mode="residual")
+    small = DefectTransferGenerator(path, world["bank"], probability=1.0, seed=1, cache_dir=world["cache"])
+    large = DefectTransferGenerator(path, world["bank"], probability=1.0, seed=1, cache_dir=world["cache"], window=64)
+    assert small.crop_size == 32 and large.crop_size == 64 and small.donors_cut > 0 and large.donors_cut == 0
+    big = max(range(len(large.bank)), key=lambda i: max(large.bank.donors[i].extent))
+    assert max(large.bank.donors[big].extent) > 32
+    images = torch.rand(2, 1, 80, 80) * 0.1 + 0.45
+    extents = []
+    for gen in (small, large):
+        _, mask = gen.paint_donors(images, [big, big])
+        rows = torch.nonzero(mask[0, 0].any(1)).flatten()
+        cols = torch.nonzero(mask[0, 0].any(0)).flatten()
+        extents.append(max(int(rows[-1] - rows[0]), int(cols[-1] - cols[0])) + 1)
+        assert all(info["window"] == gen.crop_size for info in gen.last_info)
+    assert extents[0] <= 32 < extents[1], "the 32 px window cuts the donor, the 64 px one paints it whole"
+    with pytest.raises(ValueError, match="multiple of the GAN's code stride"):
+        DefectTransferGenerator(path, world["bank"], window=60, cache_dir=world["cache"])
+    with pytest.raises(ValueError, match="exported for"):
+        DefectTransferGenerator(path, world["bank"], window=64, backend="openvino", openvino_model="transfer.xml",
+                                cache_dir=world["cache"])
 
 
 def test_critic_redraws_reject_transfers_the_critic_does_not_recognise(world: dict[str, Path]) -> None:

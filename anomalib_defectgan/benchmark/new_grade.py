@@ -200,7 +200,7 @@ def fit_gan(manifest: Path, config: str, out: Path, max_steps: int | None, extra
 
 
 def make_generator(arm: str, donors: Path, generator_dir: Path | None, seed: int, mask_source: str = "donor",
-                   min_change: float = CHANGE_THRESHOLD, critic_redraws: int = 0) -> Any:
+                   min_change: float = CHANGE_THRESHOLD, critic_redraws: int = 0, window: int | None = None) -> Any:
     """The synthetic-defect generator of an arm (``None`` for the real-data-only arm)."""
     if arm == "none":
         return None
@@ -219,10 +219,10 @@ def make_generator(arm: str, donors: Path, generator_dir: Path | None, seed: int
     from anomalib_defectgan.generators import DefectTransferGenerator
 
     return DefectTransferGenerator(generator_dir, donors, probability=1.0, seed=seed, mask_source=mask_source,
-                                   min_change=min_change, critic_redraws=critic_redraws)
+                                   min_change=min_change, critic_redraws=critic_redraws, window=window)
 
 
-def _window_warning(donors: Path, generator_dir: Path | None) -> str | None:
+def _window_warning(donors: Path, generator_dir: Path | None, window: int | None = None) -> str | None:
     """The DefectGAN arm's warning when donors are larger than its GAN's window (None: they fit)."""
     if generator_dir is None:
         return None
@@ -230,14 +230,14 @@ def _window_warning(donors: Path, generator_dir: Path | None) -> str | None:
     from anomalib_defectgan.generators.defect_transfer import cut_donors_warning
     from anomalib_defectgan.models.defect_gan import load_generator
 
-    return cut_donors_warning(DefectBank(donors), load_generator(generator_dir).crop_size)
+    return cut_donors_warning(DefectBank(donors), window or load_generator(generator_dir).crop_size)
 
 
 def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], seeds: list[int],
                   settings: ClassifierSettings, gan_config: str, gan_steps: int | None,
                   generator_dir: Path | None = None, frame: pd.DataFrame | None = None,
                   gan_args: list[str] | None = None, resume: bool = True, mask_source: str = "donor",
-                  min_change: float = CHANGE_THRESHOLD, critic_redraws: int = 0,
+                  min_change: float = CHANGE_THRESHOLD, critic_redraws: int = 0, window: int | None = None,
                   gan_max_time: str | None = None) -> dict[str, Any]:
     """Run every arm for every seed; write runs.csv, results.md and results.json under ``out``.
 
@@ -257,6 +257,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         mask_source: ``DefectTransferGenerator``'s ``mask_source`` (``gan`` or ``donor``).
         min_change: ``DefectTransferGenerator``'s ``min_change``.
         critic_redraws: ``DefectTransferGenerator``'s ``critic_redraws``.
+        window: ``DefectTransferGenerator``'s ``window`` (None: the GAN's crop size).
         gan_max_time: Safety cap on the GAN's training time, ``DD:HH:MM:SS`` (None: the config's).
 
     Returns:
@@ -280,7 +281,8 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
             run = json_safe({"settings": asdict(settings), "split_sizes": [len(split.train_goods), len(split.val),
                                                                             len(split.test), len(split.donors)],
                              **({"generator_dir": str(generator_dir), "mask_source": mask_source,
-                                 "min_change": min_change, "critic_redraws": critic_redraws}
+                                 "min_change": min_change, "critic_redraws": critic_redraws,
+                                 **({"window": window} if window else {})}
                                 if arm == "defectgan" else {})})
             if resume and finished.is_file():
                 saved = json.loads(finished.read_text())
@@ -295,7 +297,8 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
             else:
                 path = write_manifest(arm_manifest(split, arm), arm_dir / "manifest.csv")
                 started = time.perf_counter()
-                generator = make_generator(arm, donors, generator_dir, seed, mask_source, min_change, critic_redraws)
+                generator = make_generator(arm, donors, generator_dir, seed, mask_source, min_change, critic_redraws,
+                                           window)
                 result = train_and_test(path, generator, settings, seed, arm_dir / "anomalib", name=f"{title}_{arm}")
                 seconds = time.perf_counter() - started
                 atomic_write_text(finished, json.dumps(json_safe({
@@ -313,7 +316,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
     test_goods = int((split.test["label"] == "good").sum())
     test_defects = int((split.test["label"] == "defect").sum())
     warnings = [line for line in (small_test_warning(test_goods, test_defects, MIN_TEST_IMAGES),
-                                  gan.warning if gan else None, _window_warning(donors, generator_dir)) if line]
+                                  gan.warning if gan else None, _window_warning(donors, generator_dir, window)) if line]
     results = {
         "tested_on": title,
         "seeds": seeds,
@@ -322,6 +325,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         "mask_source": mask_source,
         "min_change": min_change,
         "critic_redraws": critic_redraws,
+        "window": window,
         "test_images": len(split.test),
         "test_goods": test_goods,
         "test_defects": test_defects,
@@ -421,5 +425,6 @@ def main(argv: list[str]) -> int:
     run_benchmark(split, title, out, args.arms, args.seeds, settings, args.gan_config, args.gan_steps,
                   Path(args.generator) if args.generator else None, frame,
                   gan_max_time=args.gan_max_time,
-                  mask_source=args.mask_source, min_change=args.min_change, critic_redraws=args.critic_redraws)
+                  mask_source=args.mask_source, min_change=args.min_change, critic_redraws=args.critic_redraws,
+                  window=args.window)
     return 0

@@ -151,7 +151,7 @@ def build_generator(args: argparse.Namespace) -> Any:
                                    class_weights=args.class_weights, seed=args.seed, device=args.device,
                                    backend=args.backend, grade=args.grade, mask_threshold=args.mask_threshold,
                                    mask_source=args.mask_source, mask_dilation=args.mask_dilation,
-                                   min_change=args.min_change, critic_redraws=args.critic_redraws)
+                                   min_change=args.min_change, critic_redraws=args.critic_redraws, window=args.window)
 
 
 def _good_names(paths: list[Path]) -> dict[Path, str]:
@@ -202,6 +202,7 @@ def main(argv: list[str]) -> int:
                 "mask_threshold": args.mask_threshold, "mask_source": args.mask_source,
                 "mask_dilation": args.mask_dilation, "min_change": args.min_change,
                 "critic_redraws": args.critic_redraws, "seed": args.seed, "num": args.num,
+                **({"window": args.window} if args.window else {}),
                 "channels": channels, "grade": grade, "split": args.split,
                 # items are named after the good images they use: a changed folder must not resume
                 "normal_files": hashlib.sha256("\n".join(f"{p.name}:{p.stat().st_size}" for p in normals)

@@ -52,8 +52,9 @@ def cut_donors_warning(bank: DefectBank, crop_size: int, cut: Counter[str] | Non
     if not cut:
         return None
     return (f"{sum(cut.values())} of {len(bank)} donors of {bank.source} are larger than the GAN's {crop_size} px "
-            f"window ({dict(cut)}): only a window of each is painted, the rest of the defect is cut off; train the "
-            "GAN with a data crop_size that covers your defects")
+            f"window ({dict(cut)}): only a window of each is painted, the rest of the defect is cut off; paint "
+            "with a window that covers your defects (DefectTransferGenerator window, --window) or train the GAN "
+            "with such a data crop_size")
 
 
 def default_cache_dir() -> Path:
@@ -135,8 +136,13 @@ class DefectTransferGenerator(nn.Module):
             V does not read as the donor's class, up to this many times; the last draw is kept
             either way (0: off; needs a generator saved with its critic, ``critic.safetensors``).
         rotate90: Also use quarter turns of donors (off: rolled steel is directional).
+        window: Side (px) of the window the GAN paints on (None: its training crop size). The GAN
+            is convolutional, so a composite-path GAN trained on small crops can paint donors
+            larger than them whole; a multiple of the GAN's code stride.
         edge_margin: How far (px) a window may stick out of the image, so that defects also land
-            at the edges (None: a quarter of the crop size; 0: windows stay inside).
+            at the edges (0, the default: windows stay inside, as CutPaste's donors do; None: a
+            quarter of the crop size). Windows sticking out gave lower AUROC on SD-saliency
+            (docs/benchmarks.md, 2026-12-02 third run): a defect cut by the border is a worse sample.
         cache_dir: Where donor codes are cached (None: :func:`default_cache_dir`).
         openvino_model: ``transfer.xml`` written by ``defectgan export`` (None with the openvino
             backend: the transfer graph is converted in memory at start-up).
@@ -164,7 +170,8 @@ class DefectTransferGenerator(nn.Module):
         min_change: float = CHANGE_THRESHOLD,
         critic_redraws: int = 0,
         rotate90: bool = False,
-        edge_margin: int | None = None,
+        window: int | None = None,
+        edge_margin: int | None = 0,
         cache_dir: str | Path | None = None,
         openvino_model: str | Path | None = None,
         openvino_threads: int | None = None,
@@ -200,11 +207,18 @@ class DefectTransferGenerator(nn.Module):
         if not usable:
             raise DefectBankError(f"defect bank {self.bank.source}: no usable defects for classes {wanted}; the bank "
                                   f"has {self.bank.classes}, the generator knows {gan.classes[1:]}")
-        cut = cut_donors(self.bank, gan.crop_size)
+        stride = gan.net.code_stride
+        if window is not None and (int(window) <= 0 or int(window) % stride):
+            raise ValueError(f"window must be a positive multiple of the GAN's code stride {stride}, got {window}")
+        if window is not None and openvino_model is not None and int(window) != gan.crop_size:
+            raise ValueError(f"openvino_model {openvino_model} was exported for the GAN's {gan.crop_size} px crop, "
+                             f"not a {window} px window: leave openvino_model out (converted at start-up)")
+        self.window = gan.crop_size if window is None else int(window)
+        cut = cut_donors(self.bank, self.window)
         #: Donors whose defect is larger than the GAN's window: they are painted cut to the window.
         self.donors_cut = sum(cut.values())
         if cut:
-            logger.warning(cut_donors_warning(self.bank, gan.crop_size, cut))
+            logger.warning(cut_donors_warning(self.bank, self.window, cut))
         self.sampler = ClassSampler(self.bank.donor_classes, [c for c, _ in usable], [w for _, w in usable])
         self.probability = probability
         self.grade = grade
@@ -217,7 +231,7 @@ class DefectTransferGenerator(nn.Module):
         self.device = torch.device(device) if device is not None else None
         self.backend = backend
         self.orientations = orientations(rotate90)
-        self.edge_margin = gan.crop_size // 4 if edge_margin is None else int(edge_margin)
+        self.edge_margin = self.window // 4 if edge_margin is None else int(edge_margin)
         self.checkpoint_hash = _file_hash(_weights_file(checkpoint))
         self.codes = self._donor_codes(Path(cache_dir) if cache_dir is not None else default_cache_dir())
         self.rng: torch.Generator | None = None
@@ -229,12 +243,12 @@ class DefectTransferGenerator(nn.Module):
 
             self.__dict__["openvino"] = (
                 OpenVinoTransfer(openvino_model, threads=openvino_threads) if openvino_model is not None
-                else OpenVinoTransfer.from_generator(gan, threads=openvino_threads))
+                else OpenVinoTransfer.from_generator(gan, threads=openvino_threads, size=self.window))
 
     @property
     def crop_size(self) -> int:
-        """Side of the window the GAN runs on."""
-        return self.gan.crop_size
+        """Side of the window the GAN runs on (:attr:`window`)."""
+        return self.window
 
     def reseed(self, seed: int | None) -> None:
         """Restart the private random generator from ``seed`` (None: use torch's global state)."""

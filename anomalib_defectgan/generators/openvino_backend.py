@@ -10,6 +10,7 @@ work runs in OpenVINO.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,10 @@ IR_NAME = "transfer.xml"
 META_NAME = "transfer.json"
 
 
-def _example_inputs(gan: Any, batch: int = 2) -> tuple[Tensor, ...]:
-    """Inputs of the right shapes and dtypes for tracing ``gan.export_module()``."""
-    size, grid = gan.crop_size, gan.crop_size // gan.net.code_stride
+def _example_inputs(gan: Any, batch: int = 2, size: int | None = None) -> tuple[Tensor, ...]:
+    """Inputs of the right shapes and dtypes for tracing ``gan.export_module()`` on ``size`` px windows."""
+    size = gan.crop_size if size is None else int(size)
+    grid = size // gan.net.code_stride
     canvas = torch.rand(batch, gan.channels, size, size)
     with torch.no_grad():
         codes = gan.encode(canvas, defect_class=1)
@@ -51,15 +53,21 @@ def _convert_logit(context: Any) -> list[Any]:
     return [ops.log(ops.divide(x, ops.subtract(one, x))).output(0)]
 
 
-def convert(gan: Any) -> Any:
-    """Convert a loaded ``DefectGanGenerator``'s transfer graph to an ``openvino.Model`` (dynamic batch)."""
+def convert(gan: Any, size: int | None = None) -> Any:
+    """Convert a loaded ``DefectGanGenerator``'s transfer graph to an ``openvino.Model`` (dynamic batch).
+
+    ``size``: the window side the model takes (None: the GAN's training crop size).
+    """
     import openvino as ov
     from openvino.frontend.pytorch import ConversionExtension
 
     graph = gan.export_module().cpu()
-    example = _example_inputs(gan)
+    example = _example_inputs(gan, size=size)
     shapes = [ov.PartialShape([-1, *tensor.shape[1:]]) for tensor in example]
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # The fill of a residual composite recurses on the window's side, which is fixed in the
+        # converted model (only the batch is dynamic): the tracer's shape warnings do not apply.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         model = ov.convert_model(graph, example_input=example, input=shapes,
                                  extension=[ConversionExtension("aten::logit", _convert_logit)])
     return model
@@ -122,9 +130,10 @@ class OpenVinoTransfer:
         self.request = self.compiled.create_infer_request()
 
     @classmethod
-    def from_generator(cls, gan: Any, device: str = "CPU", threads: int | None = None) -> OpenVinoTransfer:
-        """Convert ``gan``'s transfer graph in memory and compile it."""
-        return cls(convert(gan), device, threads)
+    def from_generator(cls, gan: Any, device: str = "CPU", threads: int | None = None,
+                       size: int | None = None) -> OpenVinoTransfer:
+        """Convert ``gan``'s transfer graph in memory for ``size`` px windows (None: its crop size) and compile it."""
+        return cls(convert(gan, size), device, threads)
 
     def __call__(self, *tensors: Tensor) -> tuple[Tensor, Tensor]:
         """Same inputs and outputs as ``TransferGraph.forward`` (CPU tensors)."""

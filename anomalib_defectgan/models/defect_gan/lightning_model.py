@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 NET_ARGS = ("base_channels", "max_channels", "zd_channels", "sd_dim", "zt_dim", "w_dim", "embed_dim",
             "mapping_layers", "mask_bias", "canvas_skip", "code_levels", "defect_path", "composite_feather",
-            "region_dilation", "region_feather")
+            "region_dilation", "region_feather", "composite_mode")
 
 
 def augment(images: Tensor, max_translation: float) -> Tensor:
@@ -123,6 +123,10 @@ class DefectGan(pl.LightningModule):
         region_dilation: Pixels the region G may change grows beyond the pasted edge (``"composite"``).
         region_feather: Gaussian sigma (px) over which G's change fades out beyond that region
             (``"composite"``; 0: a hard edge).
+        composite_mode: How the donor's defect is put on the canvas (``"composite"``): ``"paste"``
+            (its pixels, brightness-matched) or ``"residual"`` / ``"ratio"`` (the canvas plus, or
+            times, the defect's change against the donor's background filled in from around it:
+            no donor background is pasted; :func:`~anomalib_defectgan.data.blending.paste_change`).
         contrast_jitter: ``"composite"`` training: the donor's defect is put back on its own restored
             background with its contrast scaled by a random factor in ``1 +- contrast_jitter``, and G
             must rebuild the real donor from that (the paired target).
@@ -177,6 +181,7 @@ class DefectGan(pl.LightningModule):
         composite_feather: float = 2.0,
         region_dilation: int = 1,
         region_feather: float = 0.0,
+        composite_mode: str = "paste",
         contrast_jitter: float = 0.4,
         d_base_channels: int = 16,
         d_max_channels: int = 64,
@@ -554,6 +559,7 @@ class DefectGan(pl.LightningModule):
             + L.mask_supervision(enc_a.l8, f["gt"], f["kind"]))
         if "pasted" in f:
             losses["self_reg"] = L.masked_l1(f["transfer"], f["pasted"], f["m_t"])
+            losses["plate"] = L.plate_penalty(f["transfer"], f["pasted"], f["m_t"])
         losses["encoder_class"] = F.cross_entropy(enc.class_logits, all_classes)
         return losses
 

@@ -18,6 +18,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "rec": 5.0,               # L1(A_rec, A)
     "rec_masked": 5.0,        # L1(A_rec, A) weighted by the defect mask
     "self_reg": 1.0,          # composite path: L1(X, pasted composite) in the pasted region
+    "plate": 0.0,             # composite path: L1 of the 9x9-mean of X - composite in the region (no plates)
     "cycle": 5.0,             # L1(B_tilde, B): restoring the transfer gives the canvas back
     "identity": 5.0,          # L1(N_tilde, N): restoring a good image changes nothing
     "identity_mask": 1.0,     # mean mask on good images
@@ -64,6 +65,17 @@ def masked_l1(prediction: Tensor, target: Tensor, weight: Tensor) -> Tensor:
     """Mean absolute error inside ``weight`` ``[B, 1, H, W]``, normalised by the weight's mass."""
     error = (prediction - target).abs().mean(dim=1, keepdim=True)
     return (error * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def plate_penalty(image: Tensor, composite: Tensor, region: Tensor, size: int = 9) -> Tensor:
+    """Mean absolute low-frequency change (``size`` x ``size`` box mean of ``image - composite``) in ``region``.
+
+    A plate (a darker or brighter disc G lays over the pasted region) is a low-frequency change;
+    sharpening or softening the defect's own edges is not, so this penalises the one and spares
+    the other.
+    """
+    low = F.avg_pool2d(image - composite, size, stride=1, padding=size // 2, count_include_pad=False)
+    return masked_l1(low, torch.zeros_like(low), region)
 
 
 def dice_loss(mask: Tensor, target: Tensor) -> Tensor:

@@ -35,6 +35,7 @@ from anomalib_defectgan.models.defect_gan.layers import (
 
 LEVELS = 4  # default resolutions H, H/2, H/4, H/8: the defect code lives at the last one
 DEFECT_PATHS = ("code", "composite")
+COMPOSITE_MODES = ("paste", "ratio", "residual")
 
 
 @dataclass
@@ -264,16 +265,24 @@ class DefectGanNet(nn.Module):
         region_feather: Gaussian sigma (px) of the region's own soft edge (``"composite"``): G's
             change fades to zero over about ``2 * region_feather`` px outside the grown region
             instead of stopping at a hard edge (0: a binary region).
+        composite_mode: How the donor's defect is put on the canvas (``"composite"``): ``"paste"``,
+            its pixels, brightness-matched (:func:`~anomalib_defectgan.data.blending.paste_feathered`);
+            ``"residual"`` / ``"ratio"``, the canvas plus / times the defect's change against the
+            donor's background filled in from around the defect
+            (:func:`~anomalib_defectgan.data.blending.paste_change`): no donor background is pasted.
     """
 
     def __init__(self, channels: int = 1, num_classes: int = 2, num_grades: int = 1, base_channels: int = 16,
                  max_channels: int = 64, zd_channels: int = 8, sd_dim: int = 16, zt_dim: int = 64,
                  w_dim: int = 64, embed_dim: int = 16, mapping_layers: int = 2, mask_bias: float = -1.0,
                  canvas_skip: bool = False, code_levels: int = LEVELS, defect_path: str = "code",
-                 composite_feather: float = 2.0, region_dilation: int = 1, region_feather: float = 0.0) -> None:
+                 composite_feather: float = 2.0, region_dilation: int = 1, region_feather: float = 0.0,
+                 composite_mode: str = "paste") -> None:
         super().__init__()
         if defect_path not in DEFECT_PATHS:
             raise ValueError(f"defect_path must be one of {DEFECT_PATHS}, got {defect_path!r}")
+        if composite_mode not in COMPOSITE_MODES:
+            raise ValueError(f"composite_mode must be one of {COMPOSITE_MODES}, got {composite_mode!r}")
         if num_classes < 2:
             raise ValueError(f"need 'good' and at least one defect class, got num_classes={num_classes}")
         if code_levels not in (2, 3, 4, 5):
@@ -291,6 +300,7 @@ class DefectGanNet(nn.Module):
         if region_feather < 0:
             raise ValueError(f"region_feather must be >= 0, got {region_feather}")
         self.region_feather = float(region_feather)
+        self.composite_mode = composite_mode
         self.channels = channels
         self.num_classes = num_classes
         self.num_grades = num_grades
@@ -315,7 +325,7 @@ class DefectGanNet(nn.Module):
         return self.generator(canvas, canvas_enc.features, z_d, l8, w, region)
 
     def composite(self, canvas: Tensor, donor: Tensor, donor_mask: Tensor) -> tuple[Tensor, Tensor]:
-        """The donor's defect pasted onto ``canvas`` and the region G may change there.
+        """The donor's defect put onto ``canvas`` (``composite_mode``) and the region G may change there.
 
         Args:
             canvas: ``[B, C, H, W]`` target crops.
@@ -327,9 +337,12 @@ class DefectGanNet(nn.Module):
             grown by ``region_dilation``, a Gaussian fade of ``region_feather`` px around it, 0
             where G may not change anything.
         """
-        from anomalib_defectgan.data.blending import dilate, feather_alpha, paste_feathered
+        from anomalib_defectgan.data.blending import dilate, feather_alpha, paste_change, paste_feathered
 
-        composite, alpha = paste_feathered(canvas, donor, donor_mask, self.composite_feather)
+        if self.composite_mode != "paste":
+            composite, alpha = paste_change(canvas, donor, donor_mask, self.composite_feather, self.composite_mode)
+        else:
+            composite, alpha = paste_feathered(canvas, donor, donor_mask, self.composite_feather)
         region = feather_alpha(dilate((alpha > 0).to(canvas.dtype), self.region_dilation), self.region_feather)
         return composite, region
 
