@@ -311,6 +311,12 @@ def test_a_larger_window_paints_donors_larger_than_the_training_crop_whole(world
         extents.append(max(int(rows[-1] - rows[0]), int(cols[-1] - cols[0])) + 1)
         assert all(info["window"] == gen.crop_size for info in gen.last_info)
     assert extents[0] <= 32 < extents[1], "the 32 px window cuts the donor, the 64 px one paints it whole"
+    large.reseed(1)
+    painted, _ = large.paint_donors(images, [big, big])
+    ov_large = DefectTransferGenerator(path, world["bank"], probability=1.0, seed=1, cache_dir=world["cache"],
+                                       window=64, backend="openvino")
+    ov_painted, _ = ov_large.paint_donors(images, [big, big])
+    assert (ov_painted - painted).abs().max() < 1e-3, "the OpenVINO graph is converted for the 64 px window"
     with pytest.raises(ValueError, match="multiple of the GAN's code stride"):
         DefectTransferGenerator(path, world["bank"], window=60, cache_dir=world["cache"])
     with pytest.raises(ValueError, match="exported for"):
