@@ -132,7 +132,7 @@ def test_generate_with_defectgan_checkpoint(inputs: tuple[Path, Path], tmp_path:
 
 
 @pytest.mark.parametrize("problem", ["empty normal dir", "no usable class", "not writable", "foreign out",
-                                     "missing checkpoint", "wrong checkpoint kind"])
+                                     "missing checkpoint", "wrong checkpoint kind", "bad window"])
 def test_generate_bad_input_fails_cleanly(inputs: tuple[Path, Path], tmp_path: Path, problem: str,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     normals, bank = inputs
@@ -141,7 +141,8 @@ def test_generate_bad_input_fails_cleanly(inputs: tuple[Path, Path], tmp_path: P
     expected = {"empty normal dir": "no images found", "no usable class": "no usable defects for classes ['crazing']",
                 "not writable": "not writable", "foreign out": "not empty",
                 "missing checkpoint": "needs --checkpoint",
-                "wrong checkpoint kind": "expected 'defectgan-generator' (not a DefectGan generator)"}[problem]
+                "wrong checkpoint kind": "expected 'defectgan-generator' (not a DefectGan generator)",
+                "bad window": "window must be a positive multiple of the GAN's code stride 8, got 36"}[problem]
     if problem == "empty normal dir":
         (tmp_path / "empty").mkdir()
         args = _args(tmp_path / "empty", bank, out, 2)
@@ -156,6 +157,9 @@ def test_generate_bad_input_fails_cleanly(inputs: tuple[Path, Path], tmp_path: P
         (out / "notes.txt").write_text("mine")
     elif problem == "missing checkpoint":
         args[args.index("cutpaste")] = "defectgan"
+    elif problem == "bad window":
+        args[args.index("cutpaste")] = "defectgan"
+        args += ["--checkpoint", str(make_tiny_generator(tmp_path / "gen")), "--window", "36"]
     else:
         (tmp_path / "ckpt").mkdir()
         (tmp_path / "ckpt" / "generator.json").write_text('{"kind": "defect-classifier"}')

@@ -420,6 +420,8 @@ def main(argv: list[str]) -> int:
             raise DefectGanError("--new-grade is required with --dataset manifest")
         split = new_grade_split(frame, title, donor_shots=args.donor_shots, seed=args.data_seed,
                                 min_test_goods=args.min_test_goods)
+    if args.window is not None and args.window <= 0:
+        raise DefectGanError(f"--window must be a positive number of pixels, got {args.window}")
     settings = ClassifierSettings(backbone=args.backbone, image_size=args.image_size, max_steps=args.steps,
                                   batch_size=args.batch_size, synthetic_ratio=args.synthetic_ratio)
     run_benchmark(split, title, out, args.arms, args.seeds, settings, args.gan_config, args.gan_steps,

@@ -147,11 +147,15 @@ def build_generator(args: argparse.Namespace) -> Any:
                                  seed=args.seed, **(NSA_SETTINGS if args.generator == "nsa" else {}))
     from anomalib_defectgan.generators.defect_transfer import DefectTransferGenerator
 
-    return DefectTransferGenerator(args.checkpoint, bank, probability=1.0, classes=args.classes,
-                                   class_weights=args.class_weights, seed=args.seed, device=args.device,
-                                   backend=args.backend, grade=args.grade, mask_threshold=args.mask_threshold,
-                                   mask_source=args.mask_source, mask_dilation=args.mask_dilation,
-                                   min_change=args.min_change, critic_redraws=args.critic_redraws, window=args.window)
+    try:
+        return DefectTransferGenerator(args.checkpoint, bank, probability=1.0, classes=args.classes,
+                                       class_weights=args.class_weights, seed=args.seed, device=args.device,
+                                       backend=args.backend, grade=args.grade, mask_threshold=args.mask_threshold,
+                                       mask_source=args.mask_source, mask_dilation=args.mask_dilation,
+                                       min_change=args.min_change, critic_redraws=args.critic_redraws,
+                                       window=args.window)
+    except ValueError as err:  # a generator setting out of range: name it, no traceback
+        raise DefectGanError(str(err)) from err
 
 
 def _good_names(paths: list[Path]) -> dict[Path, str]:
