@@ -2,9 +2,9 @@
 
 :func:`paste_feathered` is the batched, traceable composite of the defect-transfer GAN (training
 and inference, exported to OpenVINO with it) and of ``CutPasteGenerator(blend="feather")``;
-:func:`paste_change` is the GAN's other composite (``composite_mode="residual"`` / ``"ratio"``),
-which carries the defect as a change of the new material, measured against the donor's own
-background (:func:`fill_from_surroundings`).
+:func:`paste_change` is the GAN's other composite (``composite_mode="residual"``), which adds the
+defect to the new material as a change against the donor's own background
+(:func:`fill_from_surroundings`).
 :func:`changed_mask` is the one labelling rule: a pixel is a defect pixel of a synthetic image
 exactly when the image changed there by at least :data:`CHANGE_THRESHOLD`.
 
@@ -81,16 +81,6 @@ def paste_feathered(target: Tensor, donor: Tensor, mask: Tensor, feather: float 
     return target + alpha * (painted.clamp(0.0, 1.0) - target), alpha
 
 
-#: ``paste_change(rule="ratio")``: backgrounds darker than this are taken as this (no division by ~0).
-RATIO_FLOOR = 0.02
-
-#: ``paste_change(rule="ratio")``: the largest factor a defect may brighten the target by.
-RATIO_CAP = 4.0
-
-#: How :func:`paste_change` carries a defect: as an offset of the target's grey level or a factor.
-CHANGE_RULES = ("residual", "ratio")
-
-
 def fill_from_surroundings(image: Tensor, known: Tensor) -> Tensor:
     """Fill the pixels of ``image`` where ``known`` is 0 from the known pixels around them (push-pull).
 
@@ -112,41 +102,27 @@ def fill_from_surroundings(image: Tensor, known: Tensor) -> Tensor:
     return known * image + (1.0 - known) * up
 
 
-def paste_change(target: Tensor, donor: Tensor, mask: Tensor, feather: float = 2.0,
-                 rule: str = "residual") -> tuple[Tensor, Tensor]:
-    """Carry the donor's defect onto the target as a change of the target, with a feathered edge.
+def paste_change(target: Tensor, donor: Tensor, mask: Tensor, feather: float = 2.0) -> tuple[Tensor, Tensor]:
+    """Add the donor's defect to the target as a change (``donor - background``), with a feathered edge.
 
-    The defect is the donor against its own background: the donor with the blended region (the
-    defect and its feathered halo) filled in from the material around it
-    (:func:`fill_from_surroundings`). No donor background is pasted: the new material's texture
-    and grey level show through the defect (no foreign plate around a thin scratch), the
-    defect keeps its geometry, and nothing is shifted below black or above white.
-
-    * ``"residual"``: ``donor - background`` is added to the target (the defect's grey-level offset).
-    * ``"ratio"``: the target is multiplied by ``donor / background`` (a change of reflectance,
-      contrast relative to the material); backgrounds below :data:`RATIO_FLOOR` count as that,
-      the factor is capped at :data:`RATIO_CAP`.
+    ``background`` is the donor with the blended region (the defect and its feathered halo) filled
+    in from the material around it (:func:`fill_from_surroundings`). No donor background is
+    pasted: the new material's texture and grey level show through the defect (no foreign plate
+    around a thin scratch), the defect keeps its geometry pixel for pixel, and a dark defect on a
+    dark grade is not shifted below black by a brightness match.
 
     Args:
         target: ``[B, C, h, w]`` images to paint on.
         donor: ``[B, C, h, w]`` donor crops aligned with ``target``.
         mask: ``[B, 1, h, w]`` the donor's defect pixels.
         feather: Gaussian sigma (px) of the halo over which the change fades out (0: a hard edge).
-        rule: One of :data:`CHANGE_RULES`.
 
     Returns:
         ``(composite, alpha)`` as :func:`paste_feathered`.
     """
-    if rule not in CHANGE_RULES:
-        raise ValueError(f"rule must be one of {CHANGE_RULES}, got {rule!r}")
     alpha = feather_alpha(mask, feather)
     background = fill_from_surroundings(donor, (alpha == 0).to(donor.dtype))
-    if rule == "ratio":
-        ratio = (donor.clamp_min(RATIO_FLOOR) / background.clamp_min(RATIO_FLOOR)).clamp(0.0, RATIO_CAP)
-        painted = target * (1.0 + alpha * (ratio - 1.0))
-    else:
-        painted = target + alpha * (donor - background)
-    return painted.clamp(0.0, 1.0), alpha
+    return (target + alpha * (donor - background)).clamp(0.0, 1.0), alpha
 
 
 def changed_mask(result: Tensor, target: Tensor, threshold: float = CHANGE_THRESHOLD) -> Tensor:

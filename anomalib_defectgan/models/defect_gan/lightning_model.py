@@ -124,9 +124,9 @@ class DefectGan(pl.LightningModule):
         region_feather: Gaussian sigma (px) over which G's change fades out beyond that region
             (``"composite"``; 0: a hard edge).
         composite_mode: How the donor's defect is put on the canvas (``"composite"``): ``"paste"``
-            (its pixels, brightness-matched) or ``"residual"`` / ``"ratio"`` (the canvas plus, or
-            times, the defect's change against the donor's background filled in from around it:
-            no donor background is pasted; :func:`~anomalib_defectgan.data.blending.paste_change`).
+            (its pixels, brightness-matched) or ``"residual"`` (the canvas plus the defect's change
+            against the donor's background filled in from around it: no donor background is
+            pasted; :func:`~anomalib_defectgan.data.blending.paste_change`).
         contrast_jitter: ``"composite"`` training: the donor's defect is put back on its own restored
             background with its contrast scaled by a random factor in ``1 +- contrast_jitter``, and G
             must rebuild the real donor from that (the paired target).
@@ -559,7 +559,8 @@ class DefectGan(pl.LightningModule):
             + L.mask_supervision(enc_a.l8, f["gt"], f["kind"]))
         if "pasted" in f:
             losses["self_reg"] = L.masked_l1(f["transfer"], f["pasted"], f["m_t"])
-            losses["plate"] = L.plate_penalty(f["transfer"], f["pasted"], f["m_t"])
+            if self.weights["plate"] > 0:  # off by default: not computed on every step for nothing
+                losses["plate"] = L.plate_penalty(f["transfer"], f["pasted"], f["m_t"])
         losses["encoder_class"] = F.cross_entropy(enc.class_logits, all_classes)
         return losses
 

@@ -35,7 +35,7 @@ from anomalib_defectgan.models.defect_gan.layers import (
 
 LEVELS = 4  # default resolutions H, H/2, H/4, H/8: the defect code lives at the last one
 DEFECT_PATHS = ("code", "composite")
-COMPOSITE_MODES = ("paste", "ratio", "residual")
+COMPOSITE_MODES = ("paste", "residual")
 
 
 @dataclass
@@ -267,8 +267,8 @@ class DefectGanNet(nn.Module):
             instead of stopping at a hard edge (0: a binary region).
         composite_mode: How the donor's defect is put on the canvas (``"composite"``): ``"paste"``,
             its pixels, brightness-matched (:func:`~anomalib_defectgan.data.blending.paste_feathered`);
-            ``"residual"`` / ``"ratio"``, the canvas plus / times the defect's change against the
-            donor's background filled in from around the defect
+            ``"residual"``, the canvas plus the defect's change against the donor's background
+            filled in from around the defect
             (:func:`~anomalib_defectgan.data.blending.paste_change`): no donor background is pasted.
     """
 
@@ -340,7 +340,7 @@ class DefectGanNet(nn.Module):
         from anomalib_defectgan.data.blending import dilate, feather_alpha, paste_change, paste_feathered
 
         if self.composite_mode != "paste":
-            composite, alpha = paste_change(canvas, donor, donor_mask, self.composite_feather, self.composite_mode)
+            composite, alpha = paste_change(canvas, donor, donor_mask, self.composite_feather)
         else:
             composite, alpha = paste_feathered(canvas, donor, donor_mask, self.composite_feather)
         region = feather_alpha(dilate((alpha > 0).to(canvas.dtype), self.region_dilation), self.region_feather)
