@@ -35,9 +35,8 @@ from anomalib.data import AnomalibDataModule
 from anomalib.data.datasets.base.image import AnomalibDataset
 from torch import Tensor, nn
 
+from anomalib_defectgan.data.image_contract import RANGE_TOLERANCE, check_pixel_range
 from anomalib_defectgan.errors import DefectGanError
-
-RANGE_TOLERANCE = 1e-3
 
 
 class GeneratorContractError(DefectGanError):
@@ -114,6 +113,7 @@ class SyntheticDefectGenerator:
         if images.dim() == 3:
             augmented, mask = self(images[None])
             return augmented[0], mask[0]
+        check_pixel_range(images, f"images given to generator {self.name}")
         if self.channels is not None:
             augmented, mask = self._call(images, self.channels)
         else:

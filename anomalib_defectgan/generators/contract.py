@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from anomalib_defectgan.data.image_contract import check_pixel_range
+
 
 def as_batch(images: Tensor) -> tuple[Tensor, bool]:
     """Check ``images`` and return it as ``[B, C, H, W]`` plus whether it was a single image.
@@ -22,7 +24,8 @@ def as_batch(images: Tensor) -> tuple[Tensor, bool]:
 
     Raises:
         TypeError: Not a floating-point tensor.
-        ValueError: Wrong number of dimensions or channels.
+        ValueError: Wrong number of dimensions or channels, an empty image, or pixels that are
+            NaN, infinite or outside [0, 1] (:func:`check_pixel_range`).
     """
     if not isinstance(images, Tensor):
         raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
@@ -34,6 +37,9 @@ def as_batch(images: Tensor) -> tuple[Tensor, bool]:
     batch = images.unsqueeze(0) if single else images
     if batch.shape[1] not in (1, 3):
         raise ValueError(f"images must have 1 or 3 channels, got shape {tuple(images.shape)}")
+    if batch.shape[-2] == 0 or batch.shape[-1] == 0:
+        raise ValueError(f"images must have a height and width of at least 1 pixel, got shape {tuple(images.shape)}")
+    check_pixel_range(batch)
     return batch, single
 
 
