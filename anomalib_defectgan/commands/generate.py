@@ -11,17 +11,36 @@ Writes an anomalib ``Folder`` tree::
 so that ``Folder(name="x", root=OUT, normal_dir="good", abnormal_dir="defect", mask_dir="masks")``
 loads it. Every file is written atomically. An item counts as finished when its record
 ``OUT/.progress/<name>.json`` exists (written last), so a rerun with the same settings skips
-finished items and an interrupted run resumes cleanly; ``--overwrite`` starts again.
+finished items and an interrupted run resumes cleanly; ``--overwrite`` starts again. A write that
+fails (a full disk) stops the run with a one-line error naming the file and leaves no part of
+the unfinished item behind.
+
+Item ``i`` draws every random choice (donor, orientation, placement, window, redraws) from its
+own generator seeded by :func:`item_seed` ``(--seed, i)``, and the good image it is painted on is
+``i`` modulo the number of good images, so it gets the same defect in whatever batch it lands,
+uninterrupted or resumed. Every setting that changes the outputs is recorded in
+``OUT/.progress/run.json`` and a resume with another value is refused, naming it (the machine is
+not: another CPU or torch build may round differently). ``--batch-size`` changes no CutPaste/NSA
+output (each image is pasted on its own) and is not recorded for them. It is recorded for
+DefectGAN, with ``--backend`` and the torch thread count: the GAN's float results differ in the
+last bits with the batch it runs in and with the threads (the convolution kernels are picked by
+shape), which moves a few pixels by one grey level (an untrained 64 px GAN, ``--mask-source gan``:
+5 pixels of 96 items, batch 3 or 8 against 1). So a resumed DefectGAN run repaints the whole batch
+an unfinished item belongs to, as the uninterrupted run painted it, and keeps the new items only.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import fnmatch
 import hashlib
 import json
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +55,7 @@ GENERATORS = ("defectgan", "cutpaste", "nsa")
 PROGRESS = ".progress"
 OUTPUT_NAMES = ("good", "defect", "masks", PROGRESS, "manifest.csv", "contact_sheet.png")
 SHEET_ITEMS = 16
+TEMPORARY = ".*.tmp*"  # the names of :func:`~anomalib_defectgan.utils.atomic.atomic_path`'s temporary files
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bank-grades", nargs="+",
                         help="Use only donors of these grades (manifest banks; leave the new grade out).")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8,
+                        help="Images per generator call (changes no CutPaste/NSA output; recorded for DefectGAN).")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--backend", choices=("torch", "openvino"), default="torch",
                         help="DefectGAN inference backend.")
@@ -72,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _debris(path: Path) -> bool:
+    """Whether ``path`` is a temporary file or a folder of nothing else (a run that failed before run.json)."""
+    if path.is_dir():
+        return all(_debris(p) for p in path.iterdir())
+    return fnmatch.fnmatch(path.name, TEMPORARY)
+
+
 def _prepare_out(out: Path, settings: dict[str, Any], overwrite: bool) -> bool:
     """Check OUT is writable and belongs to this run; returns whether this call created it."""
     created = not out.exists()
@@ -85,16 +113,56 @@ def _prepare_out(out: Path, settings: dict[str, Any], overwrite: bool) -> bool:
         raise DefectGanError(f"output folder {out} is not writable ({err.strerror or err})") from err
     run_file = out / PROGRESS / "run.json"
     foreign = [p.name for p in out.iterdir() if p.name not in OUTPUT_NAMES]
-    if foreign or (any(out.iterdir()) and not run_file.is_file()):
+    if foreign or not (run_file.is_file() or all(_debris(p) for p in out.iterdir())):
         raise OutputExistsError(f"{out} is not empty and was not written by 'defectgan generate' "
                                 f"({summarize(foreign or [p.name for p in out.iterdir()])}); choose another --out")
     if run_file.is_file() and not overwrite:
         previous = json.loads(run_file.read_text())
         changed = sorted(k for k in set(settings) | set(previous) if previous.get(k) != settings.get(k))
         if changed:
-            raise OutputExistsError(f"{out} holds a run with other settings (different {', '.join(changed)}); "
+            raise OutputExistsError(f"{out} holds a run with other settings "
+                                    f"({'; '.join(_change(k, previous, settings) for k in changed)}); "
                                     "rerun with the same options to resume, or pass --overwrite")
     return created
+
+
+def _change(key: str, previous: dict[str, Any], settings: dict[str, Any]) -> str:
+    def show(values: dict[str, Any]) -> str:
+        return json.dumps(values[key]) if key in values else "unset"
+
+    return f"different {key}: {show(previous)} before, {show(settings)} now"
+
+
+def item_seed(seed: int, index: int) -> int:
+    """The seed of item ``index``'s random draws: a function of ``(seed, index)`` only (63 bits)."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{index}".encode()).digest()[:8], "big") >> 1
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Report a failed write of ``path`` as one line naming it (a full disk as such)."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DefectGanError(f"cannot write {path}: the disk is full ({err.strerror}); free space and rerun "
+                                 "to resume") from err
+        raise DefectGanError(f"cannot write {path}: {err.strerror or err}") from err
+
+
+def _write_item(out: Path, name: str, image: np.ndarray, mask: np.ndarray, record: dict[str, Any]) -> None:
+    """Write an item's image, mask and (last) progress record; a failed write removes the item's files."""
+    files = (out / "defect" / f"{name}.png", out / "masks" / f"{name}_mask.png")
+    try:
+        for path, pixels in zip(files, (image, mask), strict=True):
+            with _writing(path):
+                write_image(path, pixels)
+        with _writing(out / PROGRESS / f"{name}.json"):
+            atomic_write_text(out / PROGRESS / f"{name}.json", json.dumps(record, sort_keys=True))
+    except DefectGanError:
+        for path in files:
+            path.unlink(missing_ok=True)
+        raise
 
 
 def _clean(out: Path, overwrite: bool) -> None:
@@ -108,7 +176,7 @@ def _clean(out: Path, overwrite: bool) -> None:
                 path.unlink()
     for folder in (out, *(out / n for n in ("good", "defect", "masks", PROGRESS))):
         if folder.is_dir():
-            for stale in folder.glob(".*.tmp*"):
+            for stale in folder.glob(TEMPORARY):
                 stale.unlink()
 
 
@@ -206,7 +274,10 @@ def main(argv: list[str]) -> int:
                 "mask_threshold": args.mask_threshold, "mask_source": args.mask_source,
                 "mask_dilation": args.mask_dilation, "min_change": args.min_change,
                 "critic_redraws": args.critic_redraws, "seed": args.seed, "num": args.num,
+                "seeding": "per-item", "device": args.device,
                 **({"window": args.window} if args.window else {}),
+                **({"backend": args.backend, "batch_size": args.batch_size, "threads": torch.get_num_threads()}
+                   if args.generator == "defectgan" else {}),
                 "channels": channels, "grade": grade, "split": args.split,
                 # items are named after the good images they use: a changed folder must not resume
                 "normal_files": hashlib.sha256("\n".join(f"{p.name}:{p.stat().st_size}" for p in normals)
@@ -226,36 +297,38 @@ def main(argv: list[str]) -> int:
     if unreadable:
         print(f"defectgan generate: skipping unreadable images {summarize(unreadable)}", file=sys.stderr)
     _clean(out, args.overwrite)
-    atomic_write_text(out / PROGRESS / "run.json", json.dumps(settings, indent=1, sort_keys=True))
+    with _writing(out / PROGRESS / "run.json"):
+        atomic_write_text(out / PROGRESS / "run.json", json.dumps(settings, indent=1, sort_keys=True))
 
     good_names = _good_names(usable)
     for path, name in good_names.items():
         target = out / "good" / f"{name}.png"
         if not target.is_file():
-            write_image(target, read_image(path, channels))
+            with _writing(target):
+                write_image(target, read_image(path, channels))
     names = [f"{i:05d}_{good_names[usable[i % len(usable)]]}" for i in range(args.num)]
     records: dict[int, dict[str, Any]] = {}
     failed: list[str] = []
     bar = tqdm(total=args.num, desc="generate", unit="img", disable=args.no_progress, file=sys.stderr)
     for start in range(0, args.num, args.batch_size):
         chunk = range(start, min(start + args.batch_size, args.num))
-        todo = [i for i in chunk if not (out / PROGRESS / f"{names[i]}.json").is_file()]
+        todo = {i for i in chunk if not (out / PROGRESS / f"{names[i]}.json").is_file()}
         bar.update(len(chunk) - len(todo))
-        for i in set(chunk) - set(todo):
+        for i in set(chunk) - todo:
             records[i] = json.loads((out / PROGRESS / f"{names[i]}.json").read_text())
         if not todo:
             continue
-        # Each batch has its own seed, so a resumed batch repeats exactly what a full run does.
-        generator.reseed(args.seed * 1_000_003 + start)
+        # The GAN's last float bits depend on its batch: repaint the batch the uninterrupted run painted.
+        paint = list(chunk) if args.generator == "defectgan" else sorted(todo)
         by_size: dict[tuple[int, ...], list[int]] = {}
-        images = {i: read_image(usable[i % len(usable)], channels) for i in chunk}
-        for i in chunk:
+        images = {i: read_image(usable[i % len(usable)], channels) for i in paint}
+        for i in paint:
             by_size.setdefault(images[i].shape, []).append(i)
         for group in by_size.values():
             batch = torch.stack([torch.from_numpy(np.array(images[i])).permute(2, 0, 1).float() / 255.0
                                  for i in group]).to(args.device)
             with torch.no_grad():
-                augmented, masks = generator(batch)
+                augmented, masks = generator.paint_seeded(batch, [item_seed(args.seed, i) for i in group])
             for j, i in enumerate(group):
                 info = generator.last_info[j]
                 if i not in todo:
@@ -264,19 +337,21 @@ def main(argv: list[str]) -> int:
                     failed.append(names[i])
                     bar.update(1)
                     continue
-                write_image(out / "defect" / f"{names[i]}.png", augmented[j].clamp(0, 1).permute(1, 2, 0).cpu().numpy())
-                write_image(out / "masks" / f"{names[i]}_mask.png", masks[j, 0].cpu().numpy() > 0.5)
-                record = {**info, "normal_path": str(usable[i % len(usable)].resolve()), "generator": args.generator,
-                          "seed": args.seed}
-                atomic_write_text(out / PROGRESS / f"{names[i]}.json", json.dumps(record, sort_keys=True))
+                # keys sorted as in a record read back on a resume: the manifest's columns
+                record = dict(sorted({**info, "normal_path": str(usable[i % len(usable)].resolve()),
+                                      "generator": args.generator, "seed": args.seed}.items()))
+                _write_item(out, names[i], augmented[j].clamp(0, 1).permute(1, 2, 0).cpu().numpy(),
+                            masks[j, 0].cpu().numpy() > 0.5, record)
                 records[i] = record
                 bar.update(1)
     bar.close()
     if not records:
         raise DefectGanError(f"the generator painted no defect: all {len(failed)} masks were empty (an untrained "
                              "or barely trained checkpoint? try a lower --mask-threshold); no manifest written")
-    _write_manifest(out, args, grade, good_names, names, records)
-    _contact_sheet(out, [names[i] for i in sorted(records)])
+    with _writing(out / "manifest.csv"):
+        _write_manifest(out, args, grade, good_names, names, records)
+    with _writing(out / "contact_sheet.png"):
+        _contact_sheet(out, [names[i] for i in sorted(records)])
     print(f"defectgan generate: {len(records)} defect images + {len(good_names)} good images in {out}"
           + (f"; {len(failed)} items got an empty mask and were left out: {summarize(failed)}" if failed else ""))
     return 0

@@ -172,3 +172,24 @@ class CutPasteGenerator(nn.Module):
                         break
             self.last_info.append(info)
         return as_output(augmented, masks, single)
+
+    def paint_seeded(self, images: Tensor, seeds: Sequence[int]) -> tuple[Tensor, Tensor]:
+        """:meth:`forward`, with image ``i`` drawing every random choice from a generator seeded ``seeds[i]``.
+
+        Its result then depends on its seed only, not on :attr:`rng` (left as it was) or on the
+        other images of the batch, so an image gets the same defect in any batch (``defectgan generate``).
+        """
+        batch, single = as_batch(images)
+        if len(seeds) != batch.shape[0]:
+            raise ValueError(f"need one seed per image: {len(seeds)} seeds for {batch.shape[0]} images")
+        shared, outputs, infos = self.rng, [], []
+        try:
+            for image, seed in zip(batch, seeds, strict=True):
+                self.reseed(seed)
+                outputs.append(self(image[None]))
+                infos += self.last_info
+        finally:
+            self.rng = shared
+        self.last_info = infos
+        augmented, masks = (torch.cat(parts) for parts in zip(*outputs, strict=True))
+        return as_output(augmented, masks, single)

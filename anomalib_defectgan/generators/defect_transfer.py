@@ -359,8 +359,27 @@ class DefectTransferGenerator(nn.Module):
         augmented, masks = self._paint_images(batch, list(range(batch.shape[0])), [int(d) for d in donors])
         return as_output(augmented, masks, single)
 
-    def _paint_images(self, batch: Tensor, pending: list[int], donors: list[int] | None) -> tuple[Tensor, Tensor]:
-        """Paint images ``pending`` of ``batch`` (donors drawn, or ``donors[i]`` for image i)."""
+    def paint_seeded(self, images: Tensor, seeds: Sequence[int]) -> tuple[Tensor, Tensor]:
+        """:meth:`forward`, with image ``i`` drawing every random choice from a generator seeded ``seeds[i]``.
+
+        Its probability draw, donor, orientation, window and redraws then depend on its seed only,
+        not on :attr:`rng` or on the other images of the batch, which share nothing but the GAN
+        calls; so an image gets the same defect in any batch (``defectgan generate``).
+        """
+        batch, single = as_batch(images)
+        if len(seeds) != batch.shape[0]:
+            raise ValueError(f"need one seed per image: {len(seeds)} seeds for {batch.shape[0]} images")
+        rngs = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+        pending = [i for i, rng in enumerate(rngs) if float(torch.rand(1, generator=rng)) < self.probability]
+        augmented, masks = self._paint_images(batch, pending, None, rngs)
+        return as_output(augmented, masks, single)
+
+    def _paint_images(self, batch: Tensor, pending: list[int], donors: list[int] | None,
+                      rngs: list[torch.Generator] | None = None) -> tuple[Tensor, Tensor]:
+        """Paint images ``pending`` of ``batch`` (donors drawn, or ``donors[i]`` for image i).
+
+        ``rngs``: image i draws from ``rngs[i]`` (None: every image from :attr:`rng`).
+        """
         size, margin = self.crop_size, self.edge_margin
         height, width = batch.shape[-2:]
         # Windows may stick out of the image by ``margin`` (so defects also land near the edges),
@@ -376,7 +395,8 @@ class DefectTransferGenerator(nn.Module):
         for attempt in range(attempts):
             if not pending:
                 break
-            pending = self._paint(padded, pending, augmented, masks, donors, final=attempt == attempts - 1)
+            pending = self._paint(padded, pending, augmented, masks, donors, final=attempt == attempts - 1,
+                                  rngs=rngs)
         return augmented, masks
 
     def _donor_masks(self, chosen: list[tuple[int, int, int, int, int]]) -> Tensor:
@@ -389,8 +409,9 @@ class DefectTransferGenerator(nn.Module):
         return torch.stack([self._grown_masks[donor, orient] for _, donor, orient, _, _ in chosen])
 
     def _paint(self, padded: Tensor, indices: list[int], augmented: Tensor, masks: Tensor,
-               donors: list[int] | None = None, final: bool = True) -> list[int]:
-        """Draw donor, orientation and window for images ``indices``, paint them in place.
+               donors: list[int] | None = None, final: bool = True,
+               rngs: list[torch.Generator] | None = None) -> list[int]:
+        """Draw donor, orientation and window for images ``indices`` (from ``rngs[i]`` if given), paint them in place.
 
         Returns:
             The indices whose defect fell outside the image, or (unless ``final``) that the critic
@@ -400,10 +421,11 @@ class DefectTransferGenerator(nn.Module):
         height, width = augmented.shape[-2:]
         chosen = []  # image, donor, orientation, top, left (in padded coordinates)
         for i in indices:
-            donor = self.sampler.sample(self.rng) if donors is None else donors[i]
-            orient = int(torch.randint(len(self.orientations), (1,), generator=self.rng))
-            top = int(torch.randint(padded.shape[-2] - size + 1, (1,), generator=self.rng))
-            left = int(torch.randint(padded.shape[-1] - size + 1, (1,), generator=self.rng))
+            rng = self.rng if rngs is None else rngs[i]
+            donor = self.sampler.sample(rng) if donors is None else donors[i]
+            orient = int(torch.randint(len(self.orientations), (1,), generator=rng))
+            top = int(torch.randint(padded.shape[-2] - size + 1, (1,), generator=rng))
+            left = int(torch.randint(padded.shape[-1] - size + 1, (1,), generator=rng))
             chosen.append((i, donor, orient, top, left))
         windows = torch.stack([padded[i, :, t:t + size, l:l + size] for i, _, _, t, l in chosen])
         gan_windows = to_channels(windows, self.gan.channels)

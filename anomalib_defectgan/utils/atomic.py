@@ -25,10 +25,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, _default_mode())
     try:
+        os.close(fd)
+        os.chmod(tmp_path, _default_mode())
         yield tmp_path
         os.replace(tmp_path, path)
     finally:
