@@ -94,10 +94,13 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Defe
 
     Raises:
         DefectGanError: Missing or unreadable files, a JSON of another kind or format version,
-            or weights that do not fit the recorded config.
+            a value outside the schema (:mod:`.generator_schema`, naming the key), or weights that
+            do not fit the recorded config.
     """
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
+
+    from anomalib_defectgan.models.defect_gan.generator_schema import check_config, check_weights_fit
 
     weights, config_path = _paths(path)
     for file in (weights, config_path):
@@ -114,8 +117,15 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Defe
     if meta.get("format_version") != FORMAT_VERSION:
         raise DefectGanError(f"{config_path}: format_version {meta.get('format_version')!r} is not supported "
                              f"(this version reads {FORMAT_VERSION})")
+    config = check_config(meta, config_path)
     try:
-        net = DefectGanNet(**meta["config"])
+        with safe_open(str(weights), framework="pt") as stored:
+            shapes = {name: tuple(stored.get_slice(name).get_shape()) for name in stored.keys()}  # noqa: SIM118  (safe_open is no dict)
+    except (SafetensorError, OSError) as err:
+        raise DefectGanError(f"{weights}: not a readable safetensors file ({err})") from err
+    check_weights_fit(config, shapes, config_path, weights)
+    try:
+        net = DefectGanNet(**config)
         state = load_file(str(weights))
         net.load_state_dict(state)
     except (KeyError, TypeError, ValueError) as err:
