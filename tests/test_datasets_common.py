@@ -123,3 +123,24 @@ def test_cli_errors_are_one_line_with_exit_code_2(
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_warns_when_a_requested_split_ends_up_empty(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = _ksdd2(tmp_path / "src")
+    argv = ["import-dataset", "--format", "ksdd2", "--root", str(root), "--out", str(tmp_path / "out"),
+            "--split", "0.9,0.05,0.05"]
+    assert cli.main(argv) == 0
+    frame = read_manifest(tmp_path / "out")
+    counts = frame["split"].value_counts()
+    missing = [split for split in ("val", "test") if counts.get(split, 0) == 0]
+    assert missing, "six images at 0.9,0.05,0.05 leave val or test empty"
+    err = capsys.readouterr().err
+    assert f"split(s) {', '.join(missing)} of" in err and "hold no row" in err and "--split" in err
+
+
+def test_cli_is_quiet_about_a_split_asked_to_be_empty(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = _ksdd2(tmp_path / "src")
+    argv = ["import-dataset", "--format", "ksdd2", "--root", str(root), "--out", str(tmp_path / "out"),
+            "--split", "0.5,0.5,0"]
+    assert cli.main(argv) == 0
+    assert "hold no row" not in capsys.readouterr().err

@@ -12,6 +12,8 @@ import pandas as pd
 from anomalib_defectgan.data.datasets import FORMATS, get_adapter
 from anomalib_defectgan.errors import DefectGanError
 
+SPLITS = ("train", "val", "test")
+
 # CLI option -> keyword of the adapters' to_manifest; an adapter without the keyword rejects it.
 FORMAT_OPTIONS = {
     "seed": "seed",
@@ -73,6 +75,13 @@ def summary(frame: pd.DataFrame) -> str:
     return "\n\n".join(parts)
 
 
+def empty_splits(frame: pd.DataFrame, fractions: tuple[float, ...] = (1.0, 1.0, 1.0)) -> list[str]:
+    """The splits among train, val and test that were asked for (fraction > 0) and hold no row."""
+    counts = frame["split"].value_counts()
+    return [split for split, fraction in zip(SPLITS, fractions, strict=True)
+            if fraction > 0 and counts.get(split, 0) == 0]
+
+
 def main(argv: list[str]) -> int:
     """Run the command; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -91,6 +100,12 @@ def main(argv: list[str]) -> int:
         frame = adapter.to_manifest(args.root, args.out, overwrite=args.overwrite, **options)
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
+    default = accepted["fractions"].default if "fractions" in accepted else (1.0, 1.0, 1.0)
+    empty = empty_splits(frame, tuple(options.get("fractions", default)))
+    if empty:
+        print(f"warning: split(s) {', '.join(empty)} of {args.out}/manifest.csv hold no row: {len(frame)} rows are "
+              "too few for the split fractions (whole source images go to one split); add images or change "
+              "--split (e.g. 0.5,0.25,0.25)", file=sys.stderr)
     print(f"wrote {args.out}/manifest.csv\n")
     print(summary(frame))
     return 0
