@@ -38,7 +38,8 @@ def test_real_neu_det_gives_1800_defect_rows_in_6_classes(real: pd.DataFrame) ->
         and (per_class["test"] == 45).all()
     )
     # The images are used in place, not copied.
-    assert all(Path(p).parent == shared_dataset("neu-det") / "IMAGES" for p in real["image_path"])
+    images = (shared_dataset("neu-det") / "IMAGES").resolve()
+    assert all(Path(p).resolve().parent == images for p in real["image_path"])
 
 
 @pytest.mark.realdata
