@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("generate", "Paint synthetic defects onto a new grade's good images (anomalib Folder tree)."),
     "export": ("export", "Export the generator to OpenVINO IR."),
     "demo": ("demo", "End-to-end demo on the procedural steel world."),
+    "configs": ("configs", "List the shipped YAML configs, print their installed path, or copy them into a folder."),
     "benchmark": ("benchmark", "Benchmarks (new-grade, generator, classifier, ...): 'defectgan benchmark --help'."),
 }
 

@@ -53,3 +53,27 @@ def test_the_wheel_carries_the_configs(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"anomalib_defectgan/configs/{name}" for name in SHIPPED} <= names
     assert "anomalib_defectgan/cli.py" in names and "anomalib_defectgan/models/defect_gan/torch_model.py" in names
+
+
+def test_configs_command_lists_prints_paths_and_copies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["configs"]) == 0
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in SHIPPED) and "DefectGan TINY" in listing
+    assert cli(["configs", "--path", "defect_gan/tiny.yaml"]) == 0
+    assert Path(capsys.readouterr().out.strip()).read_bytes() == (REPO / "configs" / "defect_gan" / "tiny.yaml").read_bytes()
+
+    out = tmp_path / "cfg"
+    assert cli(["configs", "--copy", str(out)]) == 0
+    assert sorted(str(p.relative_to(out)) for p in out.glob("*/*.yaml")) == SHIPPED
+    assert all((out / name).read_bytes() == (REPO / "configs" / name).read_bytes() for name in SHIPPED)
+    capsys.readouterr()
+
+    (out / "defect_gan" / "cpu.yaml").write_text("trainer: {max_steps: 7}\n")
+    assert cli(["configs", "--copy", str(out), "defect_gan/cpu.yaml"]) == 2
+    assert "cpu.yaml exists and differs" in capsys.readouterr().err
+    assert (out / "defect_gan" / "cpu.yaml").read_text() == "trainer: {max_steps: 7}\n"
+    assert cli(["configs", "--copy", str(out), "--overwrite", "defect_gan/cpu.yaml"]) == 0
+    assert (out / "defect_gan" / "cpu.yaml").read_bytes() == (REPO / "configs" / "defect_gan" / "cpu.yaml").read_bytes()
+    assert cli(["configs", "--path"]) == 2
+    assert cli(["configs", "nope.yaml"]) == 2
+    assert "no shipped config 'nope.yaml'" in capsys.readouterr().err

@@ -38,3 +38,20 @@ def resolve_config(value: str | Path) -> Path:
         return config_file(value)
     except DefectGanError as err:
         raise DefectGanError(f"config {str(value)!r} is not a file, and {err}") from None
+
+
+def shipped_configs() -> dict[str, Path]:
+    """Every shipped config, by name (``"defect_gan/cpu.yaml"``), from the first root that has any."""
+    for root in _ROOTS:
+        found = {str(path.relative_to(root).as_posix()): path for path in sorted(root.glob("*/*.yaml"))}
+        if found:
+            return found
+    return {}
+
+
+def describe(path: Path) -> str:
+    """The first comment line of a config, without its ``#``."""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#") and line.strip("# "):
+            return line.lstrip("# ").strip()
+    return ""
