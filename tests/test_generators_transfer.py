@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import pytest
@@ -130,7 +131,12 @@ def test_openvino_export_matches_pytorch(world: dict[str, Path], gen: DefectTran
     from anomalib_defectgan.models.defect_gan.torch_model import DefectCodes
 
     out = world["root"] / "ir"
-    assert cli(["export", "--checkpoint", str(world["gen"]), "--out", str(out)]) == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cli(["export", "--checkpoint", str(world["gen"]), "--out", str(out)]) == 0
+    jit = [str(w.message) for w in caught if issubclass(w.category, FutureWarning | DeprecationWarning)
+           and "jit" in str(w.message)]
+    assert not jit, f"the export went through the deprecated torch.jit: {jit}"
     meta = json.loads((out / "transfer.json").read_text())
     assert meta["precision"] == "FP32" and meta["crop_size"] == 32
     ov_transfer = OpenVinoTransfer(out / "transfer.xml")

@@ -10,7 +10,6 @@ work runs in OpenVINO.
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ META_NAME = "transfer.json"
 
 
 def _example_inputs(gan: Any, batch: int = 2, size: int | None = None) -> tuple[Tensor, ...]:
-    """Inputs of the right shapes and dtypes for tracing ``gan.export_module()`` on ``size`` px windows."""
+    """Inputs of the right shapes and dtypes for exporting ``gan.export_module()`` on ``size`` px windows."""
     size = gan.crop_size if size is None else int(size)
     grid = size // gan.net.code_stride
     canvas = torch.rand(batch, gan.channels, size, size)
@@ -44,33 +43,39 @@ def _example_inputs(gan: Any, batch: int = 2, size: int | None = None) -> tuple[
     return inputs
 
 
-def _convert_logit(context: Any) -> list[Any]:
-    """``aten::logit`` (no OpenVINO rule in 2026.x) as ``log(x / (1 - x))``; inputs are pre-clamped."""
-    import openvino.opset13 as ops
+def _export(graph: torch.nn.Module, example: tuple[Tensor, ...]) -> torch.export.ExportedProgram:
+    """``torch.export`` of the transfer ``graph`` on ``example`` with a dynamic batch.
 
-    x = context.get_input(0)
-    one = ops.constant(np.float32(1.0))
-    return [ops.log(ops.divide(x, ops.subtract(one, x))).output(0)]
+    Everything but the batch is static: the window side (and so the code grid) is fixed in the
+    program, which keeps the residual composite's fill (it recurses on the side) plain Python.
+    """
+    batch = torch.export.Dim("batch", min=1)
+    with torch.no_grad():
+        return torch.export.export(graph, example, dynamic_shapes=tuple({0: batch} for _ in example), strict=False)
 
 
 def convert(gan: Any, size: int | None = None) -> Any:
     """Convert a loaded ``DefectGanGenerator``'s transfer graph to an ``openvino.Model`` (dynamic batch).
 
-    ``size``: the window side the model takes (None: the GAN's training crop size).
+    The graph goes through ``torch.export`` and OpenVINO's ``ExportedProgram`` frontend, not the
+    deprecated ``torch.jit.trace`` that ``openvino.convert_model(module, example_input=...)`` runs.
+
+    Args:
+        gan: A loaded ``DefectGanGenerator``.
+        size: The window side the model takes (None: the GAN's training crop size).
+
+    Returns:
+        The ``openvino.Model``: the inputs of :func:`_example_inputs` with a dynamic batch
+        (``[-1, ...]``, the rest static), outputs ``(image, mask)``.
     """
     import openvino as ov
-    from openvino.frontend.pytorch import ConversionExtension
 
-    graph = gan.export_module().cpu()
     example = _example_inputs(gan, size=size)
+    program = _export(gan.export_module().cpu(), example)
+    # The ExportedProgram frontend makes every dimension dynamic: pin all but the batch. (It runs
+    # torch's decompositions first, which turn aten.logit into log(x / (1 - x)): no custom rule.)
     shapes = [ov.PartialShape([-1, *tensor.shape[1:]]) for tensor in example]
-    with torch.no_grad(), warnings.catch_warnings():
-        # The fill of a residual composite recurses on the window's side, which is fixed in the
-        # converted model (only the batch is dynamic): the tracer's shape warnings do not apply.
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        model = ov.convert_model(graph, example_input=example, input=shapes,
-                                 extension=[ConversionExtension("aten::logit", _convert_logit)])
-    return model
+    return ov.convert_model(program, input=shapes)
 
 
 def export_openvino(checkpoint: str | Path, out_dir: str | Path, fp16: bool = False) -> Path:

@@ -10,7 +10,7 @@
 Images are float ``[B, C, H, W]`` in [0, 1] with H and W multiples of 8; a transfer canvas must
 have the size of the donor crops its codes came from (``8 * z_d`` grid). Masks are soft
 ``[B, 1, H, W]`` in [0, 1]; outside the mask the canvas is copied (``X = m * f + (1 - m) * canvas``).
-:meth:`DefectGanGenerator.export_module` gives a traceable module for ONNX / OpenVINO.
+:meth:`DefectGanGenerator.export_module` gives a module that `torch.export` captures for OpenVINO.
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def _load_critic(folder: Path, meta: dict[str, Any]) -> VersatileClassifier:
 
 
 class TransferGraph(nn.Module):
-    """Traceable ``(canvas, z_d, l8, s_d, class_id, grade_id[, donor, donor_mask]) -> (image, mask)``.
+    """Exportable (``torch.export``) ``(canvas, z_d, l8, s_d, class_id, grade_id[, donor, donor_mask]) -> (image, mask)``.
 
     The last two inputs exist for ``defect_path="composite"`` generators only (:attr:`input_names`).
     """
@@ -332,5 +332,5 @@ class DefectGanGenerator(nn.Module):
         return self.critic(images).class_logits.argmax(dim=1) == defect_class.to(images.device)
 
     def export_module(self) -> TransferGraph:
-        """The traceable transfer graph (for ``torch.onnx.export`` / ``openvino.convert_model``)."""
+        """The transfer graph for ``torch.export`` and ``openvino.convert_model``."""
         return TransferGraph(self.net).eval()
