@@ -253,6 +253,7 @@ def test_sigkill_then_resume_continues_the_run(world: Path, tmp_path: Path) -> N
         process.wait()
     step = check_resume_checkpoint(last)
     assert step >= 2
+    assert "ModelCheckpoint with manual optimization" not in log.read_text(), "Lightning's note is silenced"
     assert fit(world, root, step + 2, *EVERY_2_STEPS, "--ckpt_path", str(last)) == 0
     assert sorted(path.name for path in root.iterdir()) == ["version_0"], "no version_1"
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == step + 2

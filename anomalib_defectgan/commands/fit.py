@@ -280,6 +280,10 @@ def main(argv: list[str]) -> int:
     sys.argv = [saved_argv[0] if saved_argv else "defectgan", "fit", *args]
     try:
         with warnings.catch_warnings():
+            # A GAN checkpoint holds the weights after the step, which is what Lightning's note
+            # about manual optimisation (printed at every checkpoint) offers to change.
+            warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization",
+                                    category=UserWarning)
             DefectGanCLI(
                 DefectGan,
                 DefectDataModule,
