@@ -258,3 +258,12 @@ def test_sigkill_then_resume_continues_the_run(world: Path, tmp_path: Path) -> N
     assert sorted(path.name for path in root.iterdir()) == ["version_0"], "no version_1"
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == step + 2
     assert train_steps(run) == list(range(step + 2)), "every step once: none lost, none logged twice"
+
+
+def test_fit_writes_progress_lines_to_a_log(world: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """stderr is not a terminal here (as in a log file): one line per step of a 4-step run."""
+    assert fit(world, tmp_path / "run", 4) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["1/4", "2/4", "3/4", "4/4"], lines
+    assert all(" it/s" in line and "g_total " in line and "d_total " in line for line in lines), lines
+    assert "ETA 0:00:00" in lines[-1]

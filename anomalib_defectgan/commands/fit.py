@@ -236,12 +236,12 @@ class DefectGanCLI(LightningCLI):
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
-        from anomalib_defectgan.models.defect_gan.callbacks import StopOnNonFiniteLoss
+        from anomalib_defectgan.models.defect_gan.callbacks import ProgressLog, StopOnNonFiniteLoss
 
         if config.get("logger") in (None, True):
             root = os.path.abspath(config.get("default_root_dir") or os.getcwd())
             config["logger"] = default_loggers(root, self.resume_version, self.resume_step)
-        return super()._instantiate_trainer(config, [*callbacks, StopOnNonFiniteLoss()])
+        return super()._instantiate_trainer(config, [*callbacks, StopOnNonFiniteLoss(), ProgressLog()])
 
 
 def _shipped_configs(args: list[str]) -> list[str]:
