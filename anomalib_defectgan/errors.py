@@ -9,13 +9,17 @@ class DefectGanError(Exception):
     """Base class of every error caused by bad input or configuration."""
 
 
-class ImageReadError(DefectGanError):
-    """An image or mask file cannot be read or decoded."""
+class FileProblemError(DefectGanError):
+    """A named file cannot be used; the message is ``<path>: <problem>``."""
 
     def __init__(self, path: str | Path, problem: str) -> None:
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}")
+
+
+class ImageReadError(FileProblemError):
+    """An image or mask file cannot be read or decoded."""
 
 
 class ManifestError(DefectGanError):
@@ -26,13 +30,8 @@ class OutputExistsError(DefectGanError):
     """The output folder exists with other content and overwriting was not asked for."""
 
 
-class CheckpointError(DefectGanError):
+class CheckpointError(FileProblemError):
     """A checkpoint file is missing, unreadable, or not one the command can use."""
-
-    def __init__(self, path: str | Path, problem: str) -> None:
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
 
 
 class TrainingDivergedError(DefectGanError):

@@ -15,7 +15,8 @@ def check_pixel_range(images: Tensor, name: str = "images") -> None:
     """Refuse NaN, infinite and out-of-[0, 1] pixels with a message that says how to fix them.
 
     One min/max reduction, no copy. Values up to :data:`RANGE_TOLERANCE` outside [0, 1] pass
-    (interpolating resizes overshoot by rounding); generators clamp their output to [0, 1].
+    (interpolating resizes overshoot by rounding); generators return the pixels outside a
+    defect as they were, and clamp the painted ones to [0, 1].
 
     Args:
         images: Floating-point tensor of any shape (empty: nothing to check).
