@@ -51,3 +51,31 @@ def test_new_grade_config_builds_its_data_and_model(world_in_cwd: Path) -> None:
     assert data.test_data.has_anomalous and data.test_data.has_normal
     assert cli.model.hparams.image_size == 64
 
+
+
+def _files(root: Path) -> set[Path]:
+    return {path for path in root.rglob("*") if path.is_file()} if root.exists() else set()
+
+
+def test_predict_from_a_checkpoint_keeps_visualizer_false(world_in_cwd: Path) -> None:
+    """`anomalib predict --ckpt_path` with no config: the checkpoint's `visualizer: false` holds.
+
+    The model is built from its defaults (visualizer on) and Lightning attaches its callbacks before
+    it restores the checkpoint; anomalib then switches the visualizer off on the model but the
+    callback stays attached and writes overlay images unless the model detaches it.
+    """
+    _cli(["train", "-c", str(CONFIGS / "synthetic_steel.yaml"), *TINY])
+    (checkpoint,) = Path("results/DefectClassifier/cold_rolled").rglob("*.ckpt")
+    images = Path("datasets/synthetic_steel/cold_rolled/test/scratches")
+    before = _files(Path("results"))
+    cli = _cli(["predict", "--model", "anomalib_defectgan.DefectClassifier", "--ckpt_path", str(checkpoint),
+                "--data", str(images), "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"],
+               run=False)
+    predictions = cli.engine.predict(model=cli.model, data_path=images, ckpt_path=checkpoint)
+    assert sum(len(batch.pred_score) for batch in predictions) == len(list(images.glob("*.png")))
+    batch = predictions[0]
+    assert batch.pred_label is not None and batch.anomaly_map is not None, "the post-processor ran"
+    assert float(batch.pred_score.min()) >= 0.0 and float(batch.pred_score.max()) <= 1.0
+    written = {path for path in _files(Path("results")) - before if path.suffix in {".png", ".jpg"}}
+    assert not written, f"visualizer: false was ignored, predict wrote {sorted(written)[:3]}"
+    assert cli.model.visualizer is None

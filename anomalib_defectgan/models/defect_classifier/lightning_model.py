@@ -149,6 +149,21 @@ class DefectClassifier(AnomalibModule):
         del args, kwargs
         return batch.update(**self.model(batch.image)._asdict())
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the checkpoint's components; a component it switched off is detached from the trainer too.
+
+        ``anomalib predict --ckpt_path`` builds the model from its defaults and Lightning attaches
+        the model's callbacks (the visualizer among them) before it restores the checkpoint. anomalib
+        then sets ``self.visualizer = None`` for a model trained with ``visualizer: false``, but the
+        attached callback would still write overlay images.
+        """
+        attached = {name: getattr(self, name) for name in ("pre_processor", "post_processor", "evaluator", "visualizer")}
+        super().on_load_checkpoint(checkpoint)
+        dropped = [component for name, component in attached.items()
+                   if component is not None and getattr(self, name) is None]
+        if dropped and self._trainer is not None:
+            self.trainer.callbacks = [c for c in self.trainer.callbacks if all(c is not d for d in dropped)]
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """AdamW over all parameters."""
         return AdamW(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
