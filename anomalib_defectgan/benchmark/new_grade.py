@@ -53,6 +53,7 @@ from anomalib_defectgan.data.manifest import read_manifest, write_manifest
 from anomalib_defectgan.errors import DefectGanError
 from anomalib_defectgan.utils.atomic import atomic_write_text
 from anomalib_defectgan.utils.packaged_configs import resolve_config
+from anomalib_defectgan.utils.progress import RunClock
 from anomalib_defectgan.utils.transfer_options import add_transfer_options
 
 DEFAULT_NEW_GRADE = {"steel-world": "pickled", "aitex": "fabric_03"}
@@ -274,6 +275,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         generator_dir = gan.generator_dir
         print(f"GAN ready in {time.perf_counter() - started:.0f} s: {generator_dir}", flush=True)
     rows, last = [], {}
+    clock = RunClock(len(seeds) * len(arms))
     for seed in seeds:
         for arm in arms:
             arm_dir = out / "runs" / f"{arm}_seed{seed}"
@@ -294,19 +296,23 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
                                    np.array(saved["predicted"]), saved["image_paths"])
                 seconds = saved["seconds"]
                 print(f"[{arm} seed {seed}] already done ({finished})", flush=True)
+                clock.skipped()
             else:
+                print(f"[{arm} seed {seed}] {clock.starting()}", flush=True)
                 path = write_manifest(arm_manifest(split, arm), arm_dir / "manifest.csv")
                 started = time.perf_counter()
                 generator = make_generator(arm, donors, generator_dir, seed, mask_source, min_change, critic_redraws,
                                            window)
                 result = train_and_test(path, generator, settings, seed, arm_dir / "anomalib", name=f"{title}_{arm}")
                 seconds = time.perf_counter() - started
+                clock.finished(seconds)
                 atomic_write_text(finished, json.dumps(json_safe({
                     "metrics": result.metrics, "labels": result.labels.tolist(), "scores": result.scores.tolist(),
                     "predicted": result.predicted.tolist(), "image_paths": result.image_paths, "seconds": seconds,
                     "run": run})))
             rows.append({"arm": arm, "seed": seed, **result.metrics, "seconds": seconds})
-            print(f"[{arm} seed {seed}] " + ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items()), flush=True)
+            print(f"[{arm} seed {seed}] " + ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items())
+                  + f" ({seconds:.0f} s; {clock.left()})", flush=True)
             last[arm] = result
     runs = pd.DataFrame(rows)
     runs.to_csv(out / "runs.csv", index=False)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from anomalib_defectgan.benchmark.new_grade_protocol import new_grade_split
 from anomalib_defectgan.benchmark.results_table import best_arm, json_safe, summarize
 from anomalib_defectgan.data.manifest import read_manifest
 from anomalib_defectgan.utils.atomic import atomic_write_text
+from anomalib_defectgan.utils.progress import StageClock
 
 NEW_GRADE = "pickled"
 ARMS = ["none", "perlin", "cutpaste", "nsa", "defectgan"]
@@ -69,16 +69,16 @@ def _generate_samples(out: Path, data: Path, generator_dir: Path, donors: Path, 
 def run_demo(out: Path, profile: str) -> dict[str, Any]:
     """Run the demo; return the report dictionary (also written to ``out/report.json``)."""
     settings_of = PROFILES[profile]
-    started = time.perf_counter()
+    stages = StageClock(6)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"[1/6] procedural steel world -> {out / 'data'}", flush=True)
+    print(stages.line("1", f"procedural steel world -> {out / 'data'}"), flush=True)
     data = prepare_dataset("steel-world", out, None, None, settings_of["size"], settings_of["per_class"],
                            settings_of["good_per_grade"], seed=0)
     settings = ClassifierSettings(image_size=settings_of["image_size"], max_steps=settings_of["steps"],
                                   batch_size=settings_of["batch_size"])
     budget = f"{settings_of['gan_steps']} iterations" if settings_of["gan_steps"] else "the config's max_steps"
-    print(f"[2/6]+[4/6] GAN (budget {budget}, time cap {settings_of.get('gan_max_time') or 'none'}), then "
-          f"DefectClassifier x {len(ARMS)} arms ({', '.join(ARMS)})", flush=True)
+    print(stages.line("2+4", f"GAN (budget {budget}, time cap {settings_of.get('gan_max_time') or 'none'}), then "
+                             f"DefectClassifier x {len(ARMS)} arms ({', '.join(ARMS)})"), flush=True)
     frame = read_manifest(data)
     results = run_benchmark(new_grade_split(frame, NEW_GRADE), NEW_GRADE, out / "benchmark", ARMS,
                             settings_of["seeds"], settings, f"defect_gan/{settings_of['gan_config']}",
@@ -86,7 +86,7 @@ def run_demo(out: Path, profile: str) -> dict[str, Any]:
                             gan_max_time=settings_of.get("gan_max_time"))
     arm_results = results.pop("arm_results")
     generator_dir = Path(results["generator_dir"])
-    print("[3/6] synthetic defects on the new grade (defectgan generate)", flush=True)
+    print(stages.line("3", "synthetic defects on the new grade (defectgan generate)"), flush=True)
     samples = _generate_samples(out, data, generator_dir, out / "benchmark" / "donors" / "manifest.csv",
                                 settings_of["samples"], seed=0)
     summary = summarize(pd.read_csv(out / "benchmark" / "runs.csv"))
@@ -96,12 +96,12 @@ def run_demo(out: Path, profile: str) -> dict[str, Any]:
         "errors": str(error_bars(summary, out / "figures" / "errors.png")),
     }
     best = best_arm(summary, ARMS)
-    print(f"[5/6] export the best arm ({best}) to OpenVINO and compare with PyTorch", flush=True)
+    print(stages.line("5", f"export the best arm ({best}) to OpenVINO and compare with PyTorch"), flush=True)
     chosen = arm_results[best]
     parity = export_and_compare(chosen.engine, chosen.model, chosen.image_paths, out / "export")
     report = {"profile": profile, "new_grade": NEW_GRADE, "best_arm": best, "gan_iterations": results["gan_iterations"],
               "gan_budget": results["gan_budget"], "warnings": results["warnings"], "openvino": parity,
-              "figures": figures, "benchmark": results, "seconds": time.perf_counter() - started}
+              "figures": figures, "benchmark": results, "seconds": stages.elapsed()}
     atomic_write_text(out / "report.json", json.dumps(json_safe(report), indent=2))
     table = (out / "benchmark" / "results.md").read_text().split("\n", 2)[2]
     atomic_write_text(out / "report.md", "\n".join([
@@ -114,7 +114,7 @@ def run_demo(out: Path, profile: str) -> dict[str, Any]:
         "![samples](figures/samples.png) ![roc](figures/roc.png) ![errors](figures/errors.png)", "",
         f"Total time: {report['seconds'] / 60:.1f} min.",
     ]) + "\n")
-    print(f"[6/6] report: {out / 'report.md'}", flush=True)
+    print(stages.line("6", f"report: {out / 'report.md'}"), flush=True)
     return report
 
 
