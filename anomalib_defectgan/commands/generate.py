@@ -27,12 +27,28 @@ last bits with the batch it runs in and with the threads (the convolution kernel
 shape), which moves a few pixels by one grey level (an untrained 64 px GAN, ``--mask-source gan``:
 5 pixels of 96 items, batch 3 or 8 against 1). So a resumed DefectGAN run repaints the whole batch
 an unfinished item belongs to, as the uninterrupted run painted it, and keeps the new items only.
+
+Several processes, GPUs or nodes: launched by ``torchrun`` (``WORLD_SIZE`` > 1), every rank runs
+this command in a :mod:`torch.distributed` group (:mod:`anomalib_defectgan.utils.distributed`:
+``gloo`` on CPU, ``nccl`` and ``cuda:LOCAL_RANK`` for ``--device cuda``). Rank 0 alone checks and
+claims OUT, writes ``run.json`` and the good copies, then a barrier. The items are cut into the
+batches one process paints (``--batch-size``); the batches not finished yet are dealt round robin
+(the ``k``-th pending batch to rank ``k % WORLD_SIZE``), and each rank paints and writes its items
+as above. After a final barrier rank 0 alone writes ``manifest.csv`` and the contact sheet from
+the items' records. Every item keeps its seed and its batch, so the tree equals a single process's
+byte for byte, DefectGAN's too given the same thread count (recorded) and kind of device; the
+world size is not recorded, and a resume may use another. OUT must be one folder that every rank
+sees (a shared file system across nodes). A rank that fails (a full disk) makes every rank stop
+with its error at the next barrier, after the others finished their share (kept for a rerun); a
+rank that dies outright is caught by ``torchrun``, or ends the others' wait after
+``--dist-timeout`` minutes.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import errno
 import fnmatch
 import hashlib
@@ -48,6 +64,7 @@ import numpy as np
 
 from anomalib_defectgan.data.image_io import list_images, read_image, write_image
 from anomalib_defectgan.errors import DefectGanError, ImageReadError, OutputExistsError, summarize
+from anomalib_defectgan.utils import distributed
 from anomalib_defectgan.utils.atomic import atomic_write_text
 from anomalib_defectgan.utils.transfer_options import add_transfer_options
 
@@ -90,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="Redo everything in an earlier OUT.")
     parser.add_argument("--strict", action="store_true", help="Fail on unreadable good images instead of skipping.")
     parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
+    parser.add_argument("--dist-timeout", type=float, metavar="MIN",
+                        default=distributed.DEFAULT_TIMEOUT.total_seconds() / 60,
+                        help="Under torchrun: minutes a rank waits for the others at a barrier (default 30).")
     return parser
 
 
@@ -253,19 +273,29 @@ def _contact_sheet(out: Path, names: list[str]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """Run ``defectgan generate``; see ``--help``."""
-    import torch
-    from tqdm import tqdm
-
+    """Run ``defectgan generate``; see ``--help``. Under ``torchrun``, every rank runs it (module docstring)."""
     args = build_parser().parse_args(argv)
     if args.num < 1 or args.batch_size < 1:
         raise DefectGanError("--num and --batch-size must be at least 1")
-    if not args.normal_dir.is_dir():
-        raise DefectGanError(f"--normal-dir {args.normal_dir}: not a folder")
+    if args.dist_timeout <= 0:
+        raise DefectGanError("--dist-timeout must be positive")
+    with distributed.process_group(args.device, datetime.timedelta(minutes=args.dist_timeout)) as device:
+        return _generate(args, device)
+
+
+def _generate(args: argparse.Namespace, device: str) -> int:
+    """The command on one rank (the only one in a plain process), painting on ``device``."""
+    import torch
+    from tqdm import tqdm
+
+    rank = distributed.world().rank
+    with distributed.together():
+        if not args.normal_dir.is_dir():
+            raise DefectGanError(f"--normal-dir {args.normal_dir}: not a folder")
+        normals = list_images(args.normal_dir)
+        if not normals:
+            raise DefectGanError(f"--normal-dir {args.normal_dir}: no images found (empty normal dir)")
     out = args.out.resolve()
-    normals = list_images(args.normal_dir)
-    if not normals:
-        raise DefectGanError(f"--normal-dir {args.normal_dir}: no images found (empty normal dir)")
     channels = args.channels or _channels_of(normals[0])
     grade = args.grade or args.normal_dir.resolve().name
     settings = {"normal_dir": str(args.normal_dir.resolve()), "defect_bank": str(args.defect_bank.resolve()),
@@ -282,69 +312,95 @@ def main(argv: list[str]) -> int:
                 # items are named after the good images they use: a changed folder must not resume
                 "normal_files": hashlib.sha256("\n".join(f"{p.name}:{p.stat().st_size}" for p in normals)
                                                .encode()).hexdigest()}
-    created = _prepare_out(out, settings, args.overwrite)
+    ranks = distributed.all_gather(settings)  # the ranks paint one run: the same inputs, threads, ...
+    differ = sorted({k for other in ranks for k in set(other) | set(ranks[0]) if other.get(k) != ranks[0].get(k)})
+    if differ:
+        raise DefectGanError(f"the ranks disagree on {', '.join(differ)} (rank 0: "
+                             f"{'; '.join(f'{k}={json.dumps(ranks[0].get(k))}' for k in differ)}); give every "
+                             "rank the same inputs, paths and OMP_NUM_THREADS")
+    args.device = device  # cuda:LOCAL_RANK under torchrun; run.json keeps the --device asked for
+    created = False
     try:
-        usable, unreadable = _readable(normals, channels)
-        if unreadable and (args.strict or not usable):
-            reason = "--strict" if usable else "no readable good image left"
-            raise DefectGanError(f"--normal-dir {args.normal_dir}: unreadable images ({reason}) "
-                                 f"{summarize(unreadable)}")
-        generator = build_generator(args)
+        with distributed.together():  # rank 0 alone checks and claims OUT; every rank builds its generator
+            if rank == 0:
+                created = _prepare_out(out, settings, args.overwrite)
+            usable, unreadable = _readable(normals, channels)
+            if unreadable and (args.strict or not usable):
+                reason = "--strict" if usable else "no readable good image left"
+                raise DefectGanError(f"--normal-dir {args.normal_dir}: unreadable images ({reason}) "
+                                     f"{summarize(unreadable)}")
+            generator = build_generator(args)
     except BaseException:
         if created:
             shutil.rmtree(out, ignore_errors=True)
         raise
-    if unreadable:
-        print(f"defectgan generate: skipping unreadable images {summarize(unreadable)}", file=sys.stderr)
-    _clean(out, args.overwrite)
-    with _writing(out / PROGRESS / "run.json"):
-        atomic_write_text(out / PROGRESS / "run.json", json.dumps(settings, indent=1, sort_keys=True))
-
     good_names = _good_names(usable)
-    for path, name in good_names.items():
-        target = out / "good" / f"{name}.png"
-        if not target.is_file():
-            with _writing(target):
-                write_image(target, read_image(path, channels))
+    with distributed.together():  # rank 0 prepares OUT before any rank paints
+        if rank == 0:
+            if unreadable:
+                print(f"defectgan generate: skipping unreadable images {summarize(unreadable)}", file=sys.stderr)
+            _clean(out, args.overwrite)
+            with _writing(out / PROGRESS / "run.json"):
+                atomic_write_text(out / PROGRESS / "run.json", json.dumps(settings, indent=1, sort_keys=True))
+            for path, name in good_names.items():
+                target = out / "good" / f"{name}.png"
+                if not target.is_file():
+                    with _writing(target):
+                        write_image(target, read_image(path, channels))
     names = [f"{i:05d}_{good_names[usable[i % len(usable)]]}" for i in range(args.num)]
-    records: dict[int, dict[str, Any]] = {}
-    failed: list[str] = []
-    bar = tqdm(total=args.num, desc="generate", unit="img", disable=args.no_progress, file=sys.stderr)
-    for start in range(0, args.num, args.batch_size):
-        chunk = range(start, min(start + args.batch_size, args.num))
-        todo = {i for i in chunk if not (out / PROGRESS / f"{names[i]}.json").is_file()}
-        bar.update(len(chunk) - len(todo))
-        for i in set(chunk) - todo:
-            records[i] = json.loads((out / PROGRESS / f"{names[i]}.json").read_text())
-        if not todo:
-            continue
-        # The GAN's last float bits depend on its batch: repaint the batch the uninterrupted run painted.
-        paint = list(chunk) if args.generator == "defectgan" else sorted(todo)
-        by_size: dict[tuple[int, ...], list[int]] = {}
-        images = {i: read_image(usable[i % len(usable)], channels) for i in paint}
-        for i in paint:
-            by_size.setdefault(images[i].shape, []).append(i)
-        for group in by_size.values():
-            batch = torch.stack([torch.from_numpy(np.array(images[i])).permute(2, 0, 1).float() / 255.0
-                                 for i in group]).to(args.device)
-            with torch.no_grad():
-                augmented, masks = generator.paint_seeded(batch, [item_seed(args.seed, i) for i in group])
-            for j, i in enumerate(group):
-                info = generator.last_info[j]
-                if i not in todo:
-                    continue
-                if info is None or not masks[j].any():
-                    failed.append(names[i])
+
+    def finished(i: int) -> bool:
+        return (out / PROGRESS / f"{names[i]}.json").is_file()
+
+    # Whole batches, as one process paints them (the GAN's last float bits depend on its batch),
+    # shared round robin among the ranks; fully finished ones (a resume) are left out before sharing.
+    batches = [range(start, min(start + args.batch_size, args.num)) for start in range(0, args.num, args.batch_size)]
+    pending = [chunk for chunk in batches if not all(finished(i) for i in chunk)]
+    distributed.barrier()  # every rank has listed the pending batches before any writes a record
+    mine = distributed.shard(pending)
+    bar = tqdm(total=sum(len(chunk) for chunk in mine), desc="generate", unit="img",
+               disable=args.no_progress or rank != 0, file=sys.stderr)
+    with distributed.together():  # every rank has painted its share before rank 0 writes the manifest
+        for chunk in mine:
+            todo = {i for i in chunk if not finished(i)}
+            bar.update(len(chunk) - len(todo))
+            if not todo:
+                continue
+            # The GAN's last float bits depend on its batch: repaint the batch the uninterrupted run painted.
+            paint = list(chunk) if args.generator == "defectgan" else sorted(todo)
+            by_size: dict[tuple[int, ...], list[int]] = {}
+            images = {i: read_image(usable[i % len(usable)], channels) for i in paint}
+            for i in paint:
+                by_size.setdefault(images[i].shape, []).append(i)
+            for group in by_size.values():
+                batch = torch.stack([torch.from_numpy(np.array(images[i])).permute(2, 0, 1).float() / 255.0
+                                     for i in group]).to(args.device)
+                with torch.no_grad():
+                    augmented, masks = generator.paint_seeded(batch, [item_seed(args.seed, i) for i in group])
+                for j, i in enumerate(group):
+                    info = generator.last_info[j]
+                    if i not in todo:
+                        continue
                     bar.update(1)
-                    continue
-                # keys sorted as in a record read back on a resume: the manifest's columns
-                record = dict(sorted({**info, "normal_path": str(usable[i % len(usable)].resolve()),
-                                      "generator": args.generator, "seed": args.seed}.items()))
-                _write_item(out, names[i], augmented[j].clamp(0, 1).permute(1, 2, 0).cpu().numpy(),
-                            masks[j, 0].cpu().numpy() > 0.5, record)
-                records[i] = record
-                bar.update(1)
-    bar.close()
+                    if info is None or not masks[j].any():
+                        continue  # no record: reported (and retried by a rerun) as an empty mask
+                    # keys sorted as in a record read back on a resume: the manifest's columns
+                    record = dict(sorted({**info, "normal_path": str(usable[i % len(usable)].resolve()),
+                                          "generator": args.generator, "seed": args.seed}.items()))
+                    _write_item(out, names[i], augmented[j].clamp(0, 1).permute(1, 2, 0).cpu().numpy(),
+                                masks[j, 0].cpu().numpy() > 0.5, record)
+        bar.close()
+    with distributed.together():  # rank 0 alone merges the records; every rank ends with its outcome
+        if rank == 0:
+            _finish(out, args, grade, good_names, names)
+    return 0
+
+
+def _finish(out: Path, args: argparse.Namespace, grade: str, good_names: dict[Path, str], names: list[str]) -> None:
+    """Write the manifest and contact sheet from every finished item's record; report the run."""
+    records = {i: json.loads((out / PROGRESS / f"{name}.json").read_text()) for i, name in enumerate(names)
+               if (out / PROGRESS / f"{name}.json").is_file()}
+    failed = [name for i, name in enumerate(names) if i not in records]  # every other item was just painted
     if not records:
         raise DefectGanError(f"the generator painted no defect: all {len(failed)} masks were empty (an untrained "
                              "or barely trained checkpoint? try a lower --mask-threshold); no manifest written")
@@ -354,7 +410,6 @@ def main(argv: list[str]) -> int:
         _contact_sheet(out, [names[i] for i in sorted(records)])
     print(f"defectgan generate: {len(records)} defect images + {len(good_names)} good images in {out}"
           + (f"; {len(failed)} items got an empty mask and were left out: {summarize(failed)}" if failed else ""))
-    return 0
 
 
 def _write_manifest(out: Path, args: argparse.Namespace, grade: str, good_names: dict[Path, str],
