@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -9,12 +10,14 @@ import numpy as np
 import pytest
 
 from anomalib_defectgan.benchmark import new_grade
+from anomalib_defectgan.cli import main as cli
 from anomalib_defectgan.benchmark.classifier_run import ArmResult, ClassifierSettings
 from anomalib_defectgan.benchmark.new_grade_protocol import new_grade_split
 from anomalib_defectgan.data.manifest import read_manifest
 from anomalib_defectgan.utils import progress
 from anomalib_defectgan.utils.progress import RunClock, StageClock, clock
 from tests.helpers import write_blob_dataset
+from tests.test_generators_support import make_bank, make_normals
 
 
 def test_clock_formats_hours_minutes_seconds() -> None:
@@ -74,3 +77,38 @@ def test_benchmark_prints_which_run_of_how_many_and_time_left(tmp_path: Path, mo
     new_grade.run_benchmark(**run)
     again = capsys.readouterr().out
     assert again.count("already done") == 4 and "run 1/4" not in again
+
+
+def test_count_lines_write_about_twenty_lines_and_a_final_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [0.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    stream = io.StringIO()
+    counter = progress.CountLines(200, "generate", "img", stream)
+    for _ in range(200):
+        now[0] += 0.5
+        counter.update(1)
+    counter.close()
+    lines = stream.getvalue().splitlines()
+    assert 18 <= len(lines) <= 21
+    assert lines[0] == "generate 10/200 (5%) 2.0 img/s ETA 0:01:35"
+    assert lines[-1] == "generate 200/200 (100%) 2.0 img/s done in 0:01:40"
+
+
+def test_progress_bar_is_plain_lines_off_a_terminal_and_tqdm_on_one() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert isinstance(progress.progress_bar(5, "x", "img", stream=io.StringIO()), progress.CountLines)
+    assert not isinstance(progress.progress_bar(5, "x", "img", stream=Terminal()), progress.CountLines)
+    assert not isinstance(progress.progress_bar(5, "x", "img", disable=True, stream=io.StringIO()),
+                          progress.CountLines)
+
+
+def test_generate_writes_plain_progress_lines_to_a_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    normals, bank = make_normals(tmp_path / "normals", count=3, size=40), make_bank(tmp_path / "bank", per_class=2)
+    assert cli(["generate", "--generator", "cutpaste", "--normal-dir", str(normals), "--defect-bank", str(bank),
+                "--num", "40", "--out", str(tmp_path / "out"), "--batch-size", "4"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("generate ")]
+    assert len(lines) >= 10 and "\r" not in "".join(lines)
+    assert re.fullmatch(r"generate 40/40 \(100%\) [\d.]+ img/s done in \d:\d\d:\d\d", lines[-1]), lines[-1]

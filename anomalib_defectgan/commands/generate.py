@@ -66,6 +66,7 @@ from anomalib_defectgan.data.image_io import list_images, read_image, write_imag
 from anomalib_defectgan.errors import DefectGanError, ImageReadError, OutputExistsError, summarize
 from anomalib_defectgan.utils import distributed
 from anomalib_defectgan.utils.atomic import atomic_write_text
+from anomalib_defectgan.utils.progress import progress_bar
 from anomalib_defectgan.utils.transfer_options import add_transfer_options
 
 GENERATORS = ("defectgan", "cutpaste", "nsa")
@@ -286,7 +287,6 @@ def main(argv: list[str]) -> int:
 def _generate(args: argparse.Namespace, device: str) -> int:
     """The command on one rank (the only one in a plain process), painting on ``device``."""
     import torch
-    from tqdm import tqdm
 
     rank = distributed.world().rank
     with distributed.together():
@@ -358,8 +358,7 @@ def _generate(args: argparse.Namespace, device: str) -> int:
     pending = [chunk for chunk in batches if not all(finished(i) for i in chunk)]
     distributed.barrier()  # every rank has listed the pending batches before any writes a record
     mine = distributed.shard(pending)
-    bar = tqdm(total=sum(len(chunk) for chunk in mine), desc="generate", unit="img",
-               disable=args.no_progress or rank != 0, file=sys.stderr)
+    bar = progress_bar(sum(len(chunk) for chunk in mine), "generate", "img", disable=args.no_progress or rank != 0)
     with distributed.together():  # every rank has painted its share before rank 0 writes the manifest
         for chunk in mine:
             todo = {i for i in chunk if not finished(i)}
