@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from anomalib_defectgan.benchmark import new_grade
-from anomalib_defectgan.cli import main as cli
 from anomalib_defectgan.benchmark.classifier_run import ArmResult, ClassifierSettings
 from anomalib_defectgan.benchmark.new_grade_protocol import new_grade_split
+from anomalib_defectgan.cli import main as cli
 from anomalib_defectgan.data.manifest import read_manifest
 from anomalib_defectgan.utils import progress
 from anomalib_defectgan.utils.progress import RunClock, StageClock, clock
