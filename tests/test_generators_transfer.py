@@ -403,3 +403,24 @@ def test_donor_whose_box_centre_misses_the_defect_still_gets_a_window_with_it(
     assert "larger than the GAN's 32 px window" in caplog.text and str(root) in caplog.text
     augmented, out_mask = gen(torch.full((3, 1, 64, 64), 0.55))
     assert out_mask.flatten(1).sum(1).min() > 0 and not torch.equal(augmented, torch.full_like(augmented, 0.55))
+
+
+def test_change_scale_interpolates_between_the_composite_and_gs_output(world: dict[str, Path]) -> None:
+    path = make_tiny_generator(world["root"] / "gen_scale", defect_path="composite", composite_mode="residual")
+    canvas = torch.rand(3, 1, 32, 32) * 0.1 + 0.45
+    donor, orient = torch.tensor([0, 1, 4]), torch.tensor([0, 0, 0])
+    outputs = {}
+    for scale in (1.0, 0.5, 0.0):
+        gen = DefectTransferGenerator(path, world["bank"], probability=1.0, seed=4, cache_dir=world["cache"],
+                                      edge_margin=0, change_scale=scale)
+        torch.manual_seed(1)
+        for layer in gen.gan.net.generator.to_rgb:  # a G that changes something (untrained, it is the identity)
+            layer.weight.data.normal_(0.0, 0.3)
+        outputs[scale] = gen._transfer(canvas, donor, orient)[0]
+    pixels, masks = gen.donor_pixels(donor, orient)
+    composite = gen.gan.net.composite(canvas, pixels, masks)[0]
+    assert (outputs[1.0] - composite).abs().max() > 0.05, "the perturbed G changes the composite"
+    assert torch.allclose(outputs[0.0], composite, atol=1e-6)
+    assert torch.allclose(outputs[0.5], (outputs[1.0] + composite) / 2, atol=1e-5)
+    with pytest.raises(ValueError, match=r"change_scale must be in \[0, 1\], got 1.5"):
+        DefectTransferGenerator(path, world["bank"], cache_dir=world["cache"], change_scale=1.5)

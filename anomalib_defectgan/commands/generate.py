@@ -242,7 +242,7 @@ def build_generator(args: argparse.Namespace) -> Any:
                                        backend=args.backend, grade=args.grade, mask_threshold=args.mask_threshold,
                                        mask_source=args.mask_source, mask_dilation=args.mask_dilation,
                                        min_change=args.min_change, critic_redraws=args.critic_redraws,
-                                       window=args.window)
+                                       window=args.window, change_scale=args.change_scale)
     except ValueError as err:  # a generator setting out of range: name it, no traceback
         raise DefectGanError(str(err)) from err
 
@@ -306,6 +306,7 @@ def _generate(args: argparse.Namespace, device: str) -> int:
                 "critic_redraws": args.critic_redraws, "seed": args.seed, "num": args.num,
                 "seeding": "per-item", "device": args.device,
                 **({"window": args.window} if args.window else {}),
+                **({"change_scale": args.change_scale} if args.change_scale != 1.0 else {}),
                 **({"backend": args.backend, "batch_size": args.batch_size, "threads": torch.get_num_threads()}
                    if args.generator == "defectgan" else {}),
                 "channels": channels, "grade": grade, "split": args.split,

@@ -135,6 +135,10 @@ class DefectTransferGenerator(nn.Module):
         critic_redraws: Redraw (donor, orientation and window) a transfer that the GAN's frozen critic
             V does not read as the donor's class, up to this many times; the last draw is kept
             either way (0: off; needs a generator saved with its critic, ``critic.safetensors``).
+        change_scale: A composite-path GAN's learned change, scaled: the output is
+            ``composite + change_scale * (G(composite) - composite)`` (1: G's output as trained;
+            0: the composite alone, the donor's defect put on the canvas with no learned change).
+            Ignored by a code-path GAN.
         rotate90: Also use quarter turns of donors (off: rolled steel is directional).
         window: Side (px) of the window the GAN paints on (None: its training crop size). The GAN
             is convolutional, so a composite-path GAN trained on small crops can paint donors
@@ -169,6 +173,7 @@ class DefectTransferGenerator(nn.Module):
         mask_dilation: int = 2,
         min_change: float = CHANGE_THRESHOLD,
         critic_redraws: int = 0,
+        change_scale: float = 1.0,
         rotate90: bool = False,
         window: int | None = None,
         edge_margin: int | None = 0,
@@ -191,6 +196,9 @@ class DefectTransferGenerator(nn.Module):
             raise ValueError(f"min_change must be in [0, 1), got {min_change}")
         if critic_redraws < 0:
             raise ValueError(f"critic_redraws must be >= 0, got {critic_redraws}")
+        if not 0.0 <= change_scale <= 1.0:
+            raise ValueError(f"change_scale must be in [0, 1], got {change_scale}")
+        self.change_scale = float(change_scale)
         gan = load_generator(checkpoint, device=device or "cpu")
         if critic_redraws and gan.critic is None:
             raise ValueError(f"critic_redraws needs the GAN's critic V, and {checkpoint} has none (critic.safetensors "
@@ -316,7 +324,7 @@ class DefectTransferGenerator(nn.Module):
         pixels = self.donor_pixels(donor, orient) if self.gan.needs_donor_pixels else ()
         if self.openvino is not None:
             image, mask = self.openvino(canvas.float().cpu(), z_d, l8, s_d, class_id, grade_id, *pixels)
-            return image.to(canvas), mask.to(canvas)
+            return self._scaled_change(image.to(canvas), canvas, pixels), mask.to(canvas)
         from anomalib_defectgan.models.defect_gan.torch_model import DefectCodes
 
         device = self.device or canvas.device
@@ -329,7 +337,16 @@ class DefectTransferGenerator(nn.Module):
         with torch.no_grad():
             image, mask = self.gan.transfer(canvas.to(device=device, dtype=param.dtype), codes, defect_class=class_id,
                                             grade=self.grade, **pixel_args)
-        return image.to(canvas), mask.to(canvas)
+        return self._scaled_change(image.to(canvas), canvas, pixels), mask.to(canvas)
+
+    def _scaled_change(self, image: Tensor, canvas: Tensor, pixels: tuple[Tensor, ...]) -> Tensor:
+        """``composite + change_scale * (image - composite)`` for a composite-path GAN (``image`` as is otherwise)."""
+        if not pixels or self.change_scale == 1.0:
+            return image
+        donor, donor_mask = (t.to(canvas) for t in pixels)
+        with torch.no_grad():
+            composite = self.gan.net.composite(canvas, donor, (donor_mask >= 0.5).to(canvas.dtype))[0]
+        return composite + self.change_scale * (image - composite)
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Add a defect to each image with ``probability``.

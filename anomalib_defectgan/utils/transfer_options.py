@@ -14,7 +14,7 @@ from anomalib_defectgan.generators.defect_transfer import MASK_SOURCES
 
 
 def add_transfer_options(parser: argparse.ArgumentParser, who: str, masks: bool = True) -> None:
-    """Add ``--critic-redraws`` and (with ``masks``) ``--mask-source``, ``--min-change`` and ``--window``.
+    """Add ``--change-scale``, ``--critic-redraws`` and (with ``masks``) ``--mask-source``, ``--min-change`` and ``--window``.
 
     Args:
         parser: The command's parser.
@@ -32,6 +32,10 @@ def add_transfer_options(parser: argparse.ArgumentParser, who: str, masks: bool 
         parser.add_argument("--window", type=int, default=None,
                             help=f"{who}: side (px) of the window the GAN paints on (default: its training crop "
                                  "size); larger windows paint larger donors whole")
+    parser.add_argument("--change-scale", type=float, default=1.0,
+                        help=f"{who}: scale of a composite-path GAN's learned change, in [0, 1]: the output is "
+                             "composite + scale * (G - composite) (default: %(default)s, G as trained; 0: the "
+                             "composite alone)")
     parser.add_argument("--critic-redraws", type=int, default=0,
                         help=f"{who}: redraw a transfer the GAN's critic V does not recognise as the donor's "
                              "class, up to this many times (default: %(default)s)")
