@@ -174,3 +174,30 @@ def test_nsa_arm_manifest(tmp_path: Path) -> None:
     donors = write_manifest(split.donors, tmp_path / "donors" / "manifest.csv")
     gen = make_generator("nsa", donors, None, seed=0)
     assert isinstance(gen, CutPasteGenerator) and gen.blend == "poisson" and gen.scale_jitter == (0.7, 1.3)
+
+
+def test_adaptive_change_removes_the_new_grain_only_where_the_donor_lost_its_own() -> None:
+    from anomalib_defectgan.data.blending import blur, paste_change, texture_kept
+
+    torch.manual_seed(0)
+    grain = lambda: (torch.rand(1, 1, 48, 48) - 0.5) * 0.2
+    target = 0.5 + grain()
+    mask = torch.zeros(1, 1, 48, 48)
+    mask[..., 14:34, 14:34] = 1.0
+    flat_patch = 0.5 + grain()
+    flat_patch[..., 12:36, 12:36] = 0.7  # a patch that replaced the donor's grain
+    residual, _ = paste_change(target, flat_patch, mask)
+    adaptive, alpha = paste_change(target, flat_patch, mask, replace_texture=True)
+    kept = texture_kept(flat_patch, alpha)
+    assert kept[..., 20:28, 20:28].max() < 0.2 and kept[..., :6, :6].min() > 0.5
+    inner = (slice(None), slice(None), slice(18, 30), slice(18, 30))
+    detail = lambda image: (image - blur(image, 1.0))[inner].std()
+    assert detail(adaptive) < 0.3 * detail(residual), "the new grain no longer runs through a flat patch"
+    assert torch.equal(adaptive[alpha == 0], target[alpha == 0]), "nothing changes outside the blend"
+
+    scratch = 0.5 + grain()
+    scratch[..., 23:25, 8:40] -= 0.3  # a thin groove in the donor's own grain
+    line = torch.zeros_like(mask)
+    line[..., 22:26, 8:40] = 1.0
+    assert torch.allclose(paste_change(target, scratch, line, replace_texture=True)[0],
+                          paste_change(target, scratch, line)[0], atol=0.02), "thin defects keep the residual"

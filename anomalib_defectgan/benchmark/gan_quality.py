@@ -356,7 +356,8 @@ def canvas_schedule(plan: Plan, num: int, rng: np.random.Generator) -> list[tupl
 
 
 def generate(generator: str | Path, plan: Plan, num: int, crop: int, batch_size: int, seed: int, workdir: Path,
-             channels: int, critic_redraws: int = 0, change_scale: float = 1.0) -> tuple[dict[str, Generated], list[str]]:
+             channels: int, critic_redraws: int = 0, change_scale: float = 1.0,
+             window: int | None = None) -> tuple[dict[str, Generated], list[str]]:
     """Paint ``num`` defects with each generator as it ships, on the same canvases.
 
     For each canvas CutPaste draws a donor (uniform class, then uniform donor, from the training
@@ -391,7 +392,7 @@ def generate(generator: str | Path, plan: Plan, num: int, crop: int, batch_size:
         }
         transfer = DefectTransferGenerator(generator, bank, probability=1.0, seed=seed * 1000 + g, grade=grade,
                                            cache_dir=workdir / "codes", critic_redraws=critic_redraws,
-                                           change_scale=change_scale)
+                                           change_scale=change_scale, window=window)
         index_of = {donor.path: i for i, donor in enumerate(bank.donors)}
         mine = [path for canvas_grade, path in schedule if canvas_grade == grade]
         for start in range(0, len(mine), batch_size):
@@ -410,14 +411,14 @@ def generate(generator: str | Path, plan: Plan, num: int, crop: int, batch_size:
             for canvas, index, name in drawn:  # canvases differ in size: one call each
                 image, mask = transfer.paint_donors(canvas, [index])
                 info = transfer.last_info[0]
-                centre = ((info["top"] + crop // 2, info["left"] + crop // 2) if info is not None
+                centre = ((info["top"] + info["window"] // 2, info["left"] + info["window"] // 2) if info is not None
                           else (canvas.shape[-2] // 2, canvas.shape[-1] // 2))
                 results["defectgan"].add(image, canvas, mask, centre, crop, name, grade, rng)
     return results, notes
 
 
 def write_figure(generator: str | Path, plan: Plan, crop: int, channels: int, per_class: int, seed: int,
-                 path: Path, workdir: Path, change_scale: float = 1.0) -> Path:
+                 path: Path, workdir: Path, change_scale: float = 1.0, window: int | None = None) -> Path:
     """``per_class`` transfers of each donor class onto the first canvas grade, as a PNG grid
     (:mod:`~anomalib_defectgan.benchmark.transfer_figure`)."""
     from anomalib_defectgan.benchmark.transfer_figure import transfer_grid, transfer_rows
@@ -429,7 +430,7 @@ def write_figure(generator: str | Path, plan: Plan, crop: int, channels: int, pe
     others = [g for g in sorted(set(plan.donors["grade"])) if g != grade] or sorted(set(plan.donors["grade"]))
     bank = DefectBank(donor_manifest, grades=others)
     painter = DefectTransferGenerator(generator, bank, probability=1.0, seed=seed, grade=grade, edge_margin=0,
-                                      cache_dir=workdir / "codes", change_scale=change_scale)
+                                      cache_dir=workdir / "codes", change_scale=change_scale, window=window)
     rng = np.random.default_rng([seed, 43])
     classes = [donor.defect_class for donor in bank.donors]
     donors = [int(i) for name in sorted(set(classes))
@@ -522,10 +523,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     generation_started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gan-quality-") as workdir:
         samples, gen_notes = generate(args.generator, plan, args.num, crop, args.batch_size, args.seed,
-                                      Path(workdir), gan.channels, args.critic_redraws, args.change_scale)
+                                      Path(workdir), gan.channels, args.critic_redraws, args.change_scale, args.window)
         if args.figure:
             write_figure(args.generator, plan, crop, gan.channels, args.figure_per_class, args.seed,
-                         Path(args.figure), Path(workdir), args.change_scale)
+                         Path(args.figure), Path(workdir), args.change_scale, args.window)
     generation_seconds = time.perf_counter() - generation_started
     scores, features = {}, {}
     for arm in ARMS:
@@ -545,6 +546,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "num": args.num,
         "critic_redraws": args.critic_redraws,
         "change_scale": args.change_scale,
+        "window": args.window,
         "seed": args.seed,
         "classes": classes,
         "grades": grades,

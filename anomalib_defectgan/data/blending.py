@@ -102,7 +102,41 @@ def fill_from_surroundings(image: Tensor, known: Tensor) -> Tensor:
     return known * image + (1.0 - known) * up
 
 
-def paste_change(target: Tensor, donor: Tensor, mask: Tensor, feather: float = 2.0) -> tuple[Tensor, Tensor]:
+def blur(image: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian blur of ``[B, C, h, w]`` (replicated borders), each channel on its own."""
+    radius = min(max(1, math.ceil(2 * sigma)), min(image.shape[-2:]) - 1)
+    if radius < 1:
+        return image
+    kernel = _gaussian_kernel(sigma, radius, image.dtype, image.device)
+    channels = image.shape[1]
+    out = F.conv2d(F.pad(image, (radius, radius, 0, 0), mode="replicate"),
+                   kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
+    return F.conv2d(F.pad(out, (0, 0, radius, radius), mode="replicate"),
+                    kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+
+
+#: Gaussian sigma (px) that splits an image into texture (finer) and shading (coarser).
+TEXTURE_SIGMA = 1.0
+#: Gaussian sigma (px) of the window over which the donor's local texture energy is measured.
+TEXTURE_WINDOW = 2.0
+
+
+def texture_kept(donor: Tensor, alpha: Tensor) -> Tensor:
+    """``[B, 1, h, w]`` in [0, 1]: how much of its material's texture the donor keeps at each pixel.
+
+    The donor's local texture energy (detail finer than :data:`TEXTURE_SIGMA`, averaged over
+    :data:`TEXTURE_WINDOW`) over its mean texture energy outside the defect (``alpha == 0``),
+    clipped to 1: 1 in a crack network or on a scratch (the material is still there around them,
+    and the defect adds detail), below 1 on a patch that replaced the material's grain.
+    """
+    detail = (donor - blur(donor, TEXTURE_SIGMA)).pow(2).mean(dim=1, keepdim=True)
+    outside = (alpha == 0).to(donor.dtype)
+    reference = (detail * outside).sum(dim=(2, 3), keepdim=True) / outside.sum(dim=(2, 3), keepdim=True).clamp_min(1.0)
+    return (blur(detail, TEXTURE_WINDOW) / reference.clamp_min(1e-8)).clamp(0.0, 1.0)
+
+
+def paste_change(target: Tensor, donor: Tensor, mask: Tensor, feather: float = 2.0,
+                 replace_texture: bool = False) -> tuple[Tensor, Tensor]:
     """Add the donor's defect to the target as a change (``donor - background``), with a feathered edge.
 
     ``background`` is the donor with the blended region (the defect and its feathered halo) filled
@@ -122,7 +156,10 @@ def paste_change(target: Tensor, donor: Tensor, mask: Tensor, feather: float = 2
     """
     alpha = feather_alpha(mask, feather)
     background = fill_from_surroundings(donor, (alpha == 0).to(donor.dtype))
-    return (target + alpha * (donor - background)).clamp(0.0, 1.0), alpha
+    change = donor - background
+    if replace_texture:
+        change = change - (1.0 - texture_kept(donor, alpha)) * (target - blur(target, TEXTURE_SIGMA))
+    return (target + alpha * change).clamp(0.0, 1.0), alpha
 
 
 def changed_mask(result: Tensor, target: Tensor, threshold: float = CHANGE_THRESHOLD) -> Tensor:

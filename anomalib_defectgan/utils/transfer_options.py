@@ -14,7 +14,7 @@ from anomalib_defectgan.generators.defect_transfer import MASK_SOURCES
 
 
 def add_transfer_options(parser: argparse.ArgumentParser, who: str, masks: bool = True) -> None:
-    """Add ``--change-scale``, ``--critic-redraws`` and (with ``masks``) ``--mask-source``, ``--min-change`` and ``--window``.
+    """Add ``--window``, ``--change-scale``, ``--critic-redraws`` and (with ``masks``) ``--mask-source`` and ``--min-change``.
 
     Args:
         parser: The command's parser.
@@ -29,9 +29,9 @@ def add_transfer_options(parser: argparse.ArgumentParser, who: str, masks: bool 
                             help=f"{who}: leave pixels the transfer changed by less than this (images in [0, 1]) "
                                  "unpainted and unlabelled (default: %(default).4f = 2/255, so the mask is the "
                                  "pixels that changed)")
-        parser.add_argument("--window", type=int, default=None,
-                            help=f"{who}: side (px) of the window the GAN paints on (default: its training crop "
-                                 "size); larger windows paint larger donors whole")
+    parser.add_argument("--window", type=int, default=None,
+                        help=f"{who}: side (px) of the window the GAN paints on (default: its training crop "
+                             "size); larger windows paint larger donors whole")
     parser.add_argument("--change-scale", type=float, default=1.0,
                         help=f"{who}: scale of a composite-path GAN's learned change, in [0, 1]: the output is "
                              "composite + scale * (G - composite) (default: %(default)s, G as trained; 0: the "

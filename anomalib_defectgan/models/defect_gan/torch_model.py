@@ -35,7 +35,7 @@ from anomalib_defectgan.models.defect_gan.layers import (
 
 LEVELS = 4  # default resolutions H, H/2, H/4, H/8: the defect code lives at the last one
 DEFECT_PATHS = ("code", "composite")
-COMPOSITE_MODES = ("paste", "residual")
+COMPOSITE_MODES = ("paste", "residual", "adaptive")
 
 
 @dataclass
@@ -340,7 +340,8 @@ class DefectGanNet(nn.Module):
         from anomalib_defectgan.data.blending import dilate, feather_alpha, paste_change, paste_feathered
 
         if self.composite_mode != "paste":
-            composite, alpha = paste_change(canvas, donor, donor_mask, self.composite_feather)
+            composite, alpha = paste_change(canvas, donor, donor_mask, self.composite_feather,
+                                            replace_texture=self.composite_mode == "adaptive")
         else:
             composite, alpha = paste_feathered(canvas, donor, donor_mask, self.composite_feather)
         region = feather_alpha(dilate((alpha > 0).to(canvas.dtype), self.region_dilation), self.region_feather)
