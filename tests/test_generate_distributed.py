@@ -11,6 +11,7 @@ import pytest
 
 from anomalib_defectgan.cli import main as cli
 from anomalib_defectgan.utils.distributed import shard
+from tests.test_generate_faults import _args, _assert_same_tree
 from tests.test_generators_support import make_bank, make_normals, make_tiny_generator
 
 # Runs the CLI like ``-m anomalib_defectgan.cli`` does, logging the items each rank writes to
@@ -41,30 +42,12 @@ def inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]
     return make_normals(tmp_path / "normals", count=3, size=40), make_bank(tmp_path / "bank", per_class=2)
 
 
-def _args(normals: Path, bank: Path, out: Path, num: int, batch: int, checkpoint: Path | None = None) -> list[str]:
-    generator = ["--generator", "defectgan", "--checkpoint", str(checkpoint)] if checkpoint else ["--generator",
-                                                                                                    "cutpaste"]
-    return ["generate", *generator, "--normal-dir", str(normals), "--defect-bank", str(bank), "--num", str(num),
-            "--out", str(out), "--batch-size", str(batch), "--no-progress"]
-
-
 def _torchrun(script: list[str], args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """``torchrun --standalone --nproc_per_node 2 SCRIPT ARGS`` on CPU, one thread per rank."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "--max-restarts", "0", *script, *args]
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **env}
     return subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=120, check=False)
-
-
-def _files(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` (run.json and the records in .progress included), by relative path."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def _assert_same_tree(out: Path, ref: Path) -> None:
-    got, want = _files(out), _files(ref)
-    assert sorted(got) == sorted(want), "no stale, temporary or missing file"
-    assert [name for name in want if got[name] != want[name]] == [], "every file equal byte for byte"
 
 
 @pytest.mark.parametrize(("items", "size"), [(0, 2), (1, 2), (7, 1), (7, 3), (10, 4), (3, 5)])
@@ -107,9 +90,9 @@ def test_defectgan_two_ranks_equal_the_single_process_tree(inputs: tuple[Path, P
     normals, bank = inputs
     checkpoint = make_tiny_generator(tmp_path / "gen")
     out, num, batch = tmp_path / "out", 7, 2
-    assert cli(_args(normals, bank, out, num, batch, checkpoint)) == 0  # one thread (conftest), as each rank
+    assert cli(_args(normals, bank, out, num, batch, checkpoint=checkpoint)) == 0  # one thread (conftest), as each rank
     out.rename(tmp_path / "ref")
-    run = _torchrun(["-m", "--", "anomalib_defectgan.cli"], _args(normals, bank, out, num, batch, checkpoint),
+    run = _torchrun(["-m", "--", "anomalib_defectgan.cli"], _args(normals, bank, out, num, batch, checkpoint=checkpoint),
                     tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     _assert_same_tree(out, tmp_path / "ref")

@@ -103,16 +103,11 @@ def fill_from_surroundings(image: Tensor, known: Tensor) -> Tensor:
 
 
 def blur(image: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur of ``[B, C, h, w]`` (replicated borders), each channel on its own."""
-    radius = min(max(1, math.ceil(2 * sigma)), min(image.shape[-2:]) - 1)
-    if radius < 1:
-        return image
-    kernel = _gaussian_kernel(sigma, radius, image.dtype, image.device)
-    channels = image.shape[1]
-    out = F.conv2d(F.pad(image, (radius, radius, 0, 0), mode="replicate"),
-                   kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
-    return F.conv2d(F.pad(out, (0, 0, radius, radius), mode="replicate"),
-                    kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+    """Gaussian blur of ``[B, C, h, w]``, each channel on its own (torchvision's, reflected borders)."""
+    from torchvision.transforms.v2.functional import gaussian_blur
+
+    side = 2 * min(max(1, math.ceil(2 * sigma)), min(image.shape[-2:]) - 1) + 1
+    return gaussian_blur(image, [side, side], [sigma, sigma]) if side > 1 else image
 
 
 #: Gaussian sigma (px) that splits an image into texture (finer) and shading (coarser).

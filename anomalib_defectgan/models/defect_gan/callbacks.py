@@ -6,7 +6,6 @@ import math
 import os
 import sys
 import time
-from datetime import timedelta
 from typing import Any
 
 import lightning.pytorch as pl
@@ -14,6 +13,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from anomalib_defectgan.errors import TrainingDivergedError
+from anomalib_defectgan.utils.progress import clock
 
 
 class StopOnNonFiniteLoss(Callback):
@@ -107,7 +107,7 @@ class ProgressLog(Callback):
         parts = [f"step {step}/{total} ({100 * step / total:.0f}%)" if total > 0 else f"step {step}",
                  f"{rate:.2f} it/s"]
         if total > 0 and rate > 0:
-            parts.append(f"ETA {timedelta(seconds=round((total - step) / rate))}")
+            parts.append(f"ETA {clock((total - step) / rate)}")
         losses = {name.removeprefix("train/"): value for name, value in trainer.callback_metrics.items()
                   if name.startswith("train/") and (name.endswith("_total") or name == "train/rec")}
         parts += [f"{name} {float(value):.3f}" for name, value in sorted(losses.items())]
