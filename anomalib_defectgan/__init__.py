@@ -23,5 +23,5 @@ _EXPORTS = {
     "read_manifest": "anomalib_defectgan.data",
     "write_manifest": "anomalib_defectgan.data",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = list(_EXPORTS)
 __getattr__ = lazy_getattr(__name__, _EXPORTS)

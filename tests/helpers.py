@@ -28,8 +28,8 @@ def write_blob_dataset(root: Path, size: int = 48, per_class: int = 3, goods: in
             path = root / grade / "good" / f"{i:03d}.png"
             write_image(path, image)
             split = "val" if i == goods - 1 else "train"
-            rows.append(dict(image_path=str(path), mask_path="", label="good", defect_class="good", grade=grade,
-                             split=split, source="test"))
+            rows.append({"image_path": str(path), "mask_path": "", "label": "good", "defect_class": "good",
+                         "grade": grade, "split": split, "source": "test"})
         for c, name in enumerate(classes):
             for i in range(per_class):
                 image = np.clip(base + rng.normal(0, 8, (size, size)), 0, 255).astype(np.uint8)
@@ -46,8 +46,9 @@ def write_blob_dataset(root: Path, size: int = 48, per_class: int = 3, goods: in
                 write_image(path, image)
                 write_image(mask_path, mask)
                 split = "val" if i == per_class - 1 else "train"
-                rows.append(dict(image_path=str(path), mask_path=str(mask_path), label="defect", defect_class=name,
-                                 grade=grade, split=split, source="test", mask_kind="pixel"))
+                rows.append({"image_path": str(path), "mask_path": str(mask_path), "label": "defect",
+                             "defect_class": name, "grade": grade, "split": split, "source": "test",
+                             "mask_kind": "pixel"})
     frame = pd.DataFrame(rows)
     frame["mask_kind"] = frame["mask_kind"].fillna("none")
     return write_manifest(frame, root / "manifest.csv")

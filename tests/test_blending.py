@@ -41,7 +41,7 @@ def test_result_equals_target_outside_mask_and_changed_inside(channels: int, ble
     target, donor, mask = _scene(channels)
     result = blend_defect(target, donor, mask, blend)
     assert result.shape == target.shape and result.dtype == target.dtype
-    assert 0 <= result.min() and result.max() <= 1
+    assert result.min() >= 0 and result.max() <= 1
     label = changed_mask(result, target)
     assert label.shape == (1, *target.shape[-2:]) and set(label.unique().tolist()) == {0.0, 1.0}
     outside = label.expand_as(target) == 0
@@ -180,7 +180,10 @@ def test_adaptive_change_removes_the_new_grain_only_where_the_donor_lost_its_own
     from anomalib_defectgan.data.blending import blur, paste_change, texture_kept
 
     torch.manual_seed(0)
-    grain = lambda: (torch.rand(1, 1, 48, 48) - 0.5) * 0.2
+
+    def grain() -> torch.Tensor:
+        return (torch.rand(1, 1, 48, 48) - 0.5) * 0.2
+
     target = 0.5 + grain()
     mask = torch.zeros(1, 1, 48, 48)
     mask[..., 14:34, 14:34] = 1.0
@@ -191,7 +194,10 @@ def test_adaptive_change_removes_the_new_grain_only_where_the_donor_lost_its_own
     kept = texture_kept(flat_patch, alpha)
     assert kept[..., 20:28, 20:28].max() < 0.2 and kept[..., :6, :6].min() > 0.5
     inner = (slice(None), slice(None), slice(18, 30), slice(18, 30))
-    detail = lambda image: (image - blur(image, 1.0))[inner].std()
+
+    def detail(image: torch.Tensor) -> torch.Tensor:
+        return (image - blur(image, 1.0))[inner].std()
+
     assert detail(adaptive) < 0.3 * detail(residual), "the new grain no longer runs through a flat patch"
     assert torch.equal(adaptive[alpha == 0], target[alpha == 0]), "nothing changes outside the blend"
 

@@ -31,7 +31,7 @@ def test_batch_shapes_dtypes_and_roles(manifest: Path, channels: int) -> None:
     for part, size in ((batch.donor, 4), (batch.canvas, 4), (batch.good, 3)):
         assert part.image.shape == (size, channels, 32, 32) and part.image.dtype == torch.float32
         assert part.mask.shape == (size, 1, 32, 32)
-        assert 0.0 <= part.image.min() and part.image.max() <= 1.0
+        assert part.image.min() >= 0.0 and part.image.max() <= 1.0
         assert set(part.mask.unique().tolist()) <= {0.0, 1.0}
         assert part.defect_class.dtype == torch.long and part.grade.dtype == torch.long
     assert (batch.donor.defect_class > 0).all(), "donors are defects"

@@ -28,9 +28,8 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
 def test_real_neu_det_gives_1800_defect_rows_in_6_classes(real: pd.DataFrame) -> None:
     assert len(real) == 1800
     assert set(real["label"]) == {"defect"} and set(real["mask_kind"]) == {"box"}
-    assert real["defect_class"].value_counts().to_dict() == {
-        c: 300 for c in ("crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches")
-    }
+    classes = ("crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches")
+    assert real["defect_class"].value_counts().to_dict() == dict.fromkeys(classes, 300)
     per_class = real.groupby(["defect_class", "split"]).size().unstack()
     assert (
         (per_class["train"] == 210).all()

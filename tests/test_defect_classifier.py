@@ -34,8 +34,8 @@ def test_backbones_give_score_and_map_at_input_size(backbone: str) -> None:
         out = model(images)
     assert isinstance(out, InferenceBatch)
     assert out.pred_score.shape == (2,) and out.anomaly_map.shape == (2, 1, 48, 40)
-    assert 0 <= float(out.pred_score.min()) and float(out.pred_score.max()) <= 1
-    assert 0 <= float(out.anomaly_map.min()) and float(out.anomaly_map.max()) <= 1
+    assert float(out.pred_score.min()) >= 0 and float(out.pred_score.max()) <= 1
+    assert float(out.anomaly_map.min()) >= 0 and float(out.anomaly_map.max()) <= 1
 
 
 def test_unknown_backbone_is_a_clear_error() -> None:

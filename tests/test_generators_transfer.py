@@ -38,7 +38,7 @@ def test_transfer_contract_shapes_range_dtype(gen: DefectTransferGenerator, shap
     expected = (1, *shape[-2:]) if len(shape) == 3 else (shape[0], 1, *shape[-2:])
     assert mask.shape == expected and mask.dtype == images.dtype
     assert set(mask.unique().tolist()) <= {0.0, 1.0}
-    assert 0 <= augmented.min() and augmented.max() <= 1
+    assert augmented.min() >= 0 and augmented.max() <= 1
     assert (mask.reshape(-1, *shape[-2:]).flatten(1).amax(1) == 1).all(), "probability 1: every image painted"
     outside = mask.expand_as(augmented) == 0 if len(shape) == 4 else (mask == 0).expand_as(augmented)
     assert torch.equal(augmented[outside], images[outside]), "outside the mask nothing changes"
@@ -178,7 +178,7 @@ def test_transfer_contract_property(gen: DefectTransferGenerator, channels: int,
     finally:
         gen.probability = 1.0
     assert augmented.shape == images.shape and mask.shape == (batch, 1, height, width)
-    assert set(mask.unique().tolist()) <= {0.0, 1.0} and 0 <= augmented.min() and augmented.max() <= 1
+    assert set(mask.unique().tolist()) <= {0.0, 1.0} and augmented.min() >= 0 and augmented.max() <= 1
     outside = mask.expand_as(images) == 0
     assert torch.equal(augmented[outside], images[outside])
     for info, m in zip(gen.last_info, mask, strict=True):

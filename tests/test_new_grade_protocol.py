@@ -128,7 +128,10 @@ def test_few_shot_min_test_goods_takes_clean_test_patches_from_training_images(t
     frame = read_manifest(write_blob_dataset(tmp_path / "d", size=48, per_class=8, goods=2))
     plain = few_shot_patch_split(frame, tmp_path / "p0", patch=16, test_per_class=2, shots=1, seed=0)
     more = few_shot_patch_split(frame, tmp_path / "p1", patch=16, test_per_class=2, shots=1, seed=0, min_test_goods=8)
-    count = lambda split: int((split.test["label"] == "good").sum())
+
+    def count(split) -> int:
+        return int((split.test["label"] == "good").sum())
+
     assert count(plain) == 4 and count(more) == 8
     assert len(more.train_goods) < len(plain.train_goods)
     used = pd.concat([more.train_goods, more.val[more.val["label"] == "good"]])

@@ -73,7 +73,7 @@ def test_layout_is_mvtec_like_and_matches_the_manifest(dataset: tuple[Path, pd.D
         else:
             assert (folder, label, row.mask_kind) == ("test", row.defect_class, "pixel")
             assert Path(row.mask_path) == out / grade / "ground_truth" / label / f"{relative.stem}_mask.png"
-    on_disk = {p for p in out.rglob("*.png")}
+    on_disk = set(out.rglob("*.png"))
     listed = {Path(p) for p in frame["image_path"]} | {Path(p) for p in frame["mask_path"] if p}
     assert on_disk == listed
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no staging folder left

@@ -58,7 +58,7 @@ def _collect(predictions: list[Any], max_maps: int = 512) -> dict[str, Any]:
         if batch.gt_mask is not None and batch.anomaly_map is not None and sum(len(m) for m in maps) < max_maps:
             masks.append(batch.gt_mask.bool().reshape(len(batch.gt_label), *batch.gt_mask.shape[-2:]).cpu())
             maps.append(batch.anomaly_map.float().reshape(len(batch.gt_label), *batch.anomaly_map.shape[-2:]).cpu())
-    out = {
+    return {
         "labels": torch.cat(labels).numpy(),
         "scores": torch.cat(scores).numpy(),
         "predicted": torch.cat(predicted).numpy(),
@@ -66,7 +66,6 @@ def _collect(predictions: list[Any], max_maps: int = 512) -> dict[str, Any]:
         "masks": torch.cat(masks).numpy() if masks else None,
         "maps": torch.cat(maps).numpy() if maps else None,
     }
-    return out
 
 
 def train_and_test(manifest: str | Path, generator: Callable | None, settings: ClassifierSettings, seed: int,

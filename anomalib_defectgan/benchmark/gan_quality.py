@@ -535,7 +535,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     anchor = frechet["real_vs_real"]["mean"]
     for arm in ARMS:
         frechet[arm]["ratio_to_real"] = frechet[arm]["mean"] / anchor if anchor > 0 else math.nan
-    results = {
+    return {
         "benchmark": "gan-quality",
         "argv": list(getattr(args, "argv", []) or []),
         "generator": str(Path(args.generator).resolve()),
@@ -560,7 +560,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "generation_seconds": generation_seconds,
         "seconds": time.perf_counter() - started,
     }
-    return results
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,5 +14,5 @@ _EXPORTS = {
     "DefectAugmented": "anomalib_defectgan.data.augmented",
     "SyntheticDefectDataset": "anomalib_defectgan.data.synthetic_split",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = list(_EXPORTS)
 __getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -302,7 +302,7 @@ class DefectDataModule(pl.LightningDataModule):
             val = train
         donors = int((train["label"] == "defect").sum())
         length = self.steps_per_epoch or max(1, -(-donors // self.batch_size))
-        args = dict(classes=self._classes, grades=self._grades, spec=self.spec, cache=self.cache_images)
+        args = {"classes": self._classes, "grades": self._grades, "spec": self.spec, "cache": self.cache_images}
         self.train_set = GanBatchDataset(train, batch_size=self.batch_size, goods_per_batch=self.goods_per_batch,
                                          length=length, seed=self.seed, **args)
         self.val_set = GanBatchDataset(val, batch_size=self.val_samples, goods_per_batch=self.goods_per_batch,

@@ -444,7 +444,7 @@ class DefectTransferGenerator(nn.Module):
             top = int(torch.randint(padded.shape[-2] - size + 1, (1,), generator=rng))
             left = int(torch.randint(padded.shape[-1] - size + 1, (1,), generator=rng))
             chosen.append((i, donor, orient, top, left))
-        windows = torch.stack([padded[i, :, t:t + size, l:l + size] for i, _, _, t, l in chosen])
+        windows = torch.stack([padded[i, :, top:top + size, left:left + size] for i, _, _, top, left in chosen])
         gan_windows = to_channels(windows, self.gan.channels)
         painted, soft = self._transfer(gan_windows, torch.tensor([c[1] for c in chosen]),
                                        torch.tensor([c[2] for c in chosen]))
@@ -461,7 +461,8 @@ class DefectTransferGenerator(nn.Module):
         if self.min_change > 0:
             keep = keep & changed_mask(result, windows, self.min_change)
         result = torch.where(keep, result, windows)
-        regions = [overlap(Placement(t - margin, l - margin), (size, size), (height, width)) for _, _, _, t, l in chosen]
+        regions = [overlap(Placement(top - margin, left - margin), (size, size), (height, width))
+                   for _, _, _, top, left in chosen]
         inside = torch.zeros_like(keep)
         for j, (_, (wy, wx)) in enumerate(regions):
             inside[j, :, wy, wx] = True
