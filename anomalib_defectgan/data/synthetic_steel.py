@@ -1,4 +1,4 @@
-"""The procedural steel world: the embedded default dataset (DESIGN.md section 6).
+"""The procedural steel world: the embedded default dataset (docs/design.md, "Data").
 
 :func:`make_synthetic_steel` renders an MVTec-like folder per grade plus one ``manifest.csv``::
 

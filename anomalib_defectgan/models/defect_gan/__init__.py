@@ -1,4 +1,4 @@
-"""DefectGan: the layered defect-transfer swapping autoencoder (DESIGN.md section 3)."""
+"""DefectGan: the layered defect-transfer swapping autoencoder (docs/design.md)."""
 
 from anomalib_defectgan.models.defect_gan.inference import DefectGanGenerator, load_generator
 from anomalib_defectgan.models.defect_gan.lightning_model import DefectGan

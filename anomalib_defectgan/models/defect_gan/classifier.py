@@ -1,7 +1,8 @@
 """Versatile classifier V: defect class (FG) and grade (BG) from an image.
 
 Trained on real crops before the GAN starts, then frozen and used as a critic for the generator.
-An independently trained copy serves as an evaluator that never sees the training losses.
+Generated defects are judged by a separate evaluator, not by V
+(:mod:`anomalib_defectgan.benchmark.evaluator`, ``defectgan benchmark gan-quality``).
 """
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ def _cat(parts: list[EncoderOutput]) -> EncoderOutput:
 
 
 class DefectGan(pl.LightningModule):
-    """Layered defect-transfer swapping autoencoder (DESIGN.md section 3).
+    """Layered defect-transfer swapping autoencoder (docs/design.md).
 
     All arguments are plain data, so checkpoints load with ``weights_only=True``. The
     vocabularies, image channels and crop size are taken from the datamodule at ``setup`` when

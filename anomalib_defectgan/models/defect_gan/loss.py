@@ -1,4 +1,4 @@
-"""Loss terms of the defect-transfer GAN and their default weights (DESIGN.md section 3)."""
+"""Loss terms of the defect-transfer GAN and their default weights (docs/design.md, "Losses and their default weights")."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from torch import Tensor
 from anomalib_defectgan.data.batch import MASK_KIND_IDS
 from anomalib_defectgan.errors import DefectGanError
 
-#: Generator-side weights (start values of DESIGN.md section 3). Override any of them with the
-#: ``loss_weights`` init argument of :class:`~anomalib_defectgan.models.defect_gan.DefectGan`.
+#: Generator-side weights: the start values of the original target design, plus the composite
+#: path's ``self_reg`` and ``plate`` (docs/design.md, "Losses and their default weights"). Override
+#: any of them with the ``loss_weights`` init argument of
+#: :class:`~anomalib_defectgan.models.defect_gan.DefectGan`.
 DEFAULT_WEIGHTS: dict[str, float] = {
     "adv_transfer": 1.0,      # D on the transfer X
     "adv_restore": 1.0,       # D on the restored donor A_hat (as good)

@@ -1,4 +1,4 @@
-"""The layered swapping autoencoder: encoder E and generator G (DESIGN.md section 3).
+"""The layered swapping autoencoder: encoder E and generator G (docs/design.md, "The codes").
 
 ``E(x)`` gives a spatial defect code ``z_d`` at H/8 gated by coarse mask logits ``l8``, a
 per-class defect-style vector ``s_d`` pooled over the defect (zero for good), a texture code
