@@ -81,11 +81,10 @@ def train_and_test(manifest: str | Path, generator: Callable | None, settings: C
         name: Dataset name shown by anomalib.
     """
     from anomalib.engine import Engine
-    from anomalib.post_processing import PostProcessor
 
     from anomalib_defectgan.data.augmented import DefectAugmented
     from anomalib_defectgan.data.manifest_datamodule import DefectManifest
-    from anomalib_defectgan.models.defect_classifier import DefectClassifier
+    from anomalib_defectgan.models.defect_classifier import DefectClassifier, DefectPostProcessor
 
     seed_everything(seed, workers=True)
     datamodule = DefectManifest(str(manifest), name=name, train={"splits": ["train"]}, val={"splits": ["val"]},
@@ -98,7 +97,7 @@ def train_and_test(manifest: str | Path, generator: Callable | None, settings: C
     # Raw (unnormalised) scores: anomalib's min-max normalisation clamps scores outside the
     # validation range to 0 or 1, which would tie them and bias AUROC/AP. Thresholding stays on.
     model = DefectClassifier(backbone=settings.backbone, image_size=settings.image_size, lr=settings.lr,
-                             post_processor=PostProcessor(enable_normalization=False), visualizer=False,
+                             post_processor=DefectPostProcessor(enable_normalization=False), visualizer=False,
                              **settings.extra)
     # A fixed number of optimizer steps, validated once at the end: arms whose training set is
     # only good images (a few batches per epoch) get as much training as the others.

@@ -34,6 +34,7 @@ from torch.optim import AdamW
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
 from .loss import DefectClassifierLoss
+from .threshold import DefectPostProcessor
 from .torch_model import DefectClassifierModel
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -185,6 +186,11 @@ class DefectClassifier(AnomalibModule):
             Resize(_size(image_size), antialias=True),
             Normalize(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)),
         ]))
+
+    @staticmethod
+    def configure_post_processor() -> PostProcessor:
+        """anomalib's post-processor, its image threshold centred in the validation gap (:mod:`.threshold`)."""
+        return DefectPostProcessor()
 
     @staticmethod
     def configure_evaluator() -> Evaluator:
