@@ -7,7 +7,11 @@ import torch
 from anomalib.data import ImageBatch
 from anomalib.metrics import F1AdaptiveThreshold
 
-from anomalib_defectgan.models.defect_classifier import DefectClassifier, DefectPostProcessor, GapCentredF1Threshold
+from anomalib_defectgan.models.defect_classifier import (
+    DefectClassifier,
+    DefectPostProcessor,
+    GapCentredF1Threshold,
+)
 
 
 def _batch(scores: list[float] | torch.Tensor, labels: list[int] | torch.Tensor) -> ImageBatch:
@@ -26,9 +30,24 @@ def _thresholds(scores, labels) -> tuple[float, float]:
 def test_separated_validation_gets_the_middle_of_the_gap() -> None:
     ours, theirs = _thresholds([0.05, 0.1, 0.3, 0.9, 0.95, 0.99], [0, 0, 0, 1, 1, 1])
     assert theirs == pytest.approx(0.9), "anomalib takes the lowest validation defect"
-    assert ours == pytest.approx(0.6)
+    middle_logit = (torch.logit(torch.tensor(0.3)) + torch.logit(torch.tensor(0.9))) / 2
+    assert ours == pytest.approx(float(torch.sigmoid(middle_logit)), abs=1e-6)
     faint_real_defect = 0.7
     assert faint_real_defect >= ours and faint_real_defect < theirs
+
+
+def test_a_confident_classifier_is_centred_in_log_odds_not_probability() -> None:
+    goods, synthetic_defects = [1e-5, 3e-5, 5e-5], [0.95, 0.99, 0.999]
+    ours, theirs = _thresholds(goods + synthetic_defects, [0, 0, 0, 1, 1, 1])
+    assert theirs == pytest.approx(0.95)
+    assert 1e-3 < ours < 0.05, "the probability midpoint (~0.475) would sit next to the defects"
+    assert (ours <= 0.2) and (max(goods) < ours)
+
+
+def test_scores_that_are_not_probabilities_are_centred_arithmetically() -> None:
+    ours, theirs = _thresholds([-3.0, -2.0, 4.0, 6.0], [0, 0, 1, 1])
+    assert theirs == pytest.approx(4.0)
+    assert ours == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("seed", range(5))

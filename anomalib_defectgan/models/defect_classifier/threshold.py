@@ -8,6 +8,12 @@ synthetic defect's score, and a real defect fainter than every synthetic one is 
 steel-world new-grade benchmark every error of the DefectGAN arms was a missed defect, none a
 false alarm (docs/benchmarks.md, 2026-12-03). :class:`GapCentredF1Threshold` returns the middle
 of the gap instead: the same validation F1, with the margin split evenly between the two classes.
+
+The middle is taken in the classifier's own units. DefectClassifier's score is the sigmoid of a
+logit, and a confident classifier puts good images near 1e-4 and synthetic defects near 1, so the
+middle of the probabilities (about 0.5) still sits next to the defects; the middle of the logits
+(log-odds) is where the margin is split evenly. Scores outside [0, 1] (another model's) are
+centred as they are.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ class GapCentredF1Threshold(F1AdaptiveThreshold):
     """``F1AdaptiveThreshold`` whose value is moved to the middle of the gap below it.
 
     The gap runs from the highest validation score below anomalib's threshold to that threshold;
-    no validation score lies inside it, so the validation predictions and F1 are unchanged.
+    no validation score lies inside it, so the validation predictions and F1 are unchanged. Its
+    middle is :func:`gap_middle` (log-odds for probabilities).
     Without a score below the threshold, with only one class, or in binned mode (``thresholds``
     given), the value is anomalib's.
 
@@ -44,7 +51,30 @@ class GapCentredF1Threshold(F1AdaptiveThreshold):
         below = scores[scores < value]
         if below.numel() == 0:
             return value
-        return (below.max() + value) / 2
+        return gap_middle(below.max(), value)
+
+
+def gap_middle(low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """The middle of ``[low, high]``: in log-odds for probabilities, else arithmetic.
+
+    Args:
+        low: The highest validation score below the threshold.
+        high: anomalib's F1 threshold.
+
+    Returns:
+        The threshold, between ``low`` and ``high``.
+
+    Example:
+        >>> round(float(gap_middle(torch.tensor(0.01), torch.tensor(0.99))), 3)
+        0.5
+        >>> round(float(gap_middle(torch.tensor(1e-4), torch.tensor(0.9))), 4)
+        0.0291
+    """
+    if not (float(low) >= 0.0 and float(high) <= 1.0):
+        return (low + high) / 2
+    eps = torch.finfo(torch.float32).eps
+    low_logit, high_logit = torch.logit(low.double(), eps=eps), torch.logit(high.double(), eps=eps)
+    return torch.sigmoid((low_logit + high_logit) / 2).to(high.dtype).clamp(low, high)
 
 
 class DefectPostProcessor(PostProcessor):
