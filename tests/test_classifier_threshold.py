@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from anomalib.data import ImageBatch
+from anomalib.data import ImageBatch, InferenceBatch
 from anomalib.metrics import F1AdaptiveThreshold
+from anomalib.post_processing import PostProcessor
 
 from anomalib_defectgan.models.defect_classifier import (
     DefectClassifier,
@@ -72,3 +73,39 @@ def test_the_post_processor_fits_the_centred_threshold_on_validation() -> None:
     post.on_validation_epoch_end(None, None)
     assert float(post.image_threshold) == pytest.approx(0.5)
     assert isinstance(DefectClassifier().post_processor, DefectPostProcessor)
+
+
+def _fitted(post: PostProcessor) -> PostProcessor:
+    """Fit ``post`` on a confident validation set: goods near 1e-5, synthetic defects near 1."""
+    for scores, label in (([1e-5, 3e-5], 0), ([0.99, 0.999], 1)):
+        batch = _batch(scores, [label] * 2)
+        batch.anomaly_map = torch.full((2, 8, 8), scores[0])
+        batch.gt_mask = torch.full((2, 8, 8), bool(label))
+        post.on_validation_batch_end(None, None, batch)
+    post.on_validation_epoch_end(None, None)
+    return post
+
+
+def test_without_normalisation_labels_use_the_fitted_threshold_not_a_fixed_half() -> None:
+    faint_real_defect = InferenceBatch(pred_score=torch.tensor([0.1, 2e-5]), anomaly_map=torch.full((2, 1, 8, 8), 0.7))
+    ours = _fitted(DefectPostProcessor(enable_normalization=False))
+    assert float(ours.image_threshold) < 0.1
+    assert float(ours.pixel_threshold) == pytest.approx(0.99), "the pixel threshold is anomalib's F1 value"
+    assert ours(faint_real_defect).pred_label.tolist() == [True, False]
+    assert not bool(ours(faint_real_defect).pred_mask.any()), "pixel labels use the fitted pixel threshold too"
+    anomalibs = _fitted(PostProcessor(enable_normalization=False))
+    assert anomalibs(faint_real_defect).pred_label.tolist() == [False, False], "anomalib 2.7 labels raw scores at 0.5"
+    assert bool(anomalibs(faint_real_defect).pred_mask.all())
+
+
+def test_with_normalisation_labels_are_anomalibs_rule_on_the_normalised_score() -> None:
+    ours = _fitted(DefectPostProcessor())
+    assert float(ours.normalized_image_threshold) == pytest.approx(0.5)
+    batch = InferenceBatch(pred_score=torch.tensor([0.1, 2e-5]), anomaly_map=torch.full((2, 1, 8, 8), 0.1))
+    assert ours(batch).pred_label.tolist() == [True, False]
+
+
+def test_an_unfitted_post_processor_without_normalisation_keeps_the_half_rule() -> None:
+    post = DefectPostProcessor(enable_normalization=False)
+    labels = post(InferenceBatch(pred_score=torch.tensor([0.4, 0.6]))).pred_label
+    assert labels.tolist() == [False, True]

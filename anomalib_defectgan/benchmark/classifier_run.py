@@ -43,6 +43,7 @@ class ArmResult:
     scores: np.ndarray
     predicted: np.ndarray
     image_paths: list[str]
+    threshold: float | None = None
     model: Any = None
     engine: Any = None
     datamodule: Any = None
@@ -112,4 +113,5 @@ def train_and_test(manifest: str | Path, generator: Callable | None, settings: C
     found = _collect(predictions)
     metrics = score_run(found["labels"], found["scores"], found["predicted"], found["masks"], found["maps"], seed=seed)
     return ArmResult(metrics, found["labels"], found["scores"], found["predicted"], found["paths"],
-                     model=model, engine=engine, datamodule=datamodule)
+                     threshold=float(model.post_processor.image_threshold), model=model, engine=engine,
+                     datamodule=datamodule)

@@ -297,7 +297,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
                                          f"version); use another --out, or delete it to run again")
                 metrics = {k: float("nan") if v is None else v for k, v in saved["metrics"].items()}
                 result = ArmResult(metrics, np.array(saved["labels"]), np.array(saved["scores"]),
-                                   np.array(saved["predicted"]), saved["image_paths"])
+                                   np.array(saved["predicted"]), saved["image_paths"], saved.get("threshold"))
                 seconds = saved["seconds"]
                 print(f"[{arm} seed {seed}] already done ({finished})", flush=True)
                 clock.skipped()
@@ -312,8 +312,8 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
                 clock.finished(seconds)
                 atomic_write_text(finished, json.dumps(json_safe({
                     "metrics": result.metrics, "labels": result.labels.tolist(), "scores": result.scores.tolist(),
-                    "predicted": result.predicted.tolist(), "image_paths": result.image_paths, "seconds": seconds,
-                    "run": run})))
+                    "predicted": result.predicted.tolist(), "image_paths": result.image_paths,
+                    "threshold": result.threshold, "seconds": seconds, "run": run})))
             rows.append({"arm": arm, "seed": seed, **result.metrics, "seconds": seconds})
             print(f"[{arm} seed {seed}] " + ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items())
                   + f" ({seconds:.0f} s; {clock.left()})", flush=True)

@@ -80,7 +80,11 @@ def gap_middle(low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
 class DefectPostProcessor(PostProcessor):
     """anomalib's ``PostProcessor`` with :class:`GapCentredF1Threshold` as the image threshold.
 
-    Everything else (normalisation, the pixel threshold, sensitivities, export) is anomalib's.
+    Everything else (normalisation, the pixel threshold, sensitivities, export) is anomalib's, with
+    one fix: anomalib 2.7 labels scores at ``1 - sensitivity`` (0.5) even when normalisation is off,
+    so with ``enable_normalization=False`` the fitted thresholds were never applied to the raw
+    scores. Here, without normalisation, ``pred_label`` and ``pred_mask`` use the fitted image and
+    pixel thresholds (while none is fitted, anomalib's 0.5 rule).
 
     Args:
         **kwargs: ``PostProcessor`` arguments (e.g. ``enable_normalization=False``).
@@ -89,3 +93,18 @@ class DefectPostProcessor(PostProcessor):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._image_threshold_metric = GapCentredF1Threshold(fields=["pred_score", "gt_label"], strict=False)
+
+    @property
+    def normalized_image_threshold(self) -> torch.Tensor:
+        """The image threshold in the units of the post-processed score (raw without normalisation)."""
+        return self._threshold_for_labels(self.image_threshold, super().normalized_image_threshold)
+
+    @property
+    def normalized_pixel_threshold(self) -> torch.Tensor:
+        """The pixel threshold in the units of the post-processed anomaly map."""
+        return self._threshold_for_labels(self.pixel_threshold, super().normalized_pixel_threshold)
+
+    def _threshold_for_labels(self, fitted: torch.Tensor, normalized: torch.Tensor) -> torch.Tensor:
+        if self.enable_normalization:
+            return normalized
+        return torch.where(torch.isnan(fitted), normalized.to(fitted), fitted)
