@@ -438,3 +438,28 @@ def test_adaptive_composite_generator_matches_on_openvino(world: dict[str, Path]
                                      edge_margin=0, backend="openvino")
     ov_augmented, _ = ov_gen.paint_donors(images, donors)
     assert (ov_augmented - augmented).abs().max() < 1e-3
+
+
+def test_min_strength_paints_fainter_defects_and_labels_only_what_still_changed(world: dict[str, Path]) -> None:
+    from anomalib_defectgan.data.blending import CHANGE_THRESHOLD
+
+    path = make_tiny_generator(world["root"] / "gen_strength", defect_path="composite")
+    images = torch.rand(6, 1, 80, 80) * 0.1 + 0.45
+    full, faint = (DefectTransferGenerator(path, world["bank"], probability=1.0, seed=4, cache_dir=world["cache"],
+                                           min_strength=s) for s in (1.0, 0.2))
+    full_out, full_mask = full(images)
+    faint_out, faint_mask = faint(images)
+    assert all("strength" not in info for info in full.last_info), "strength 1 draws nothing"
+    strengths = [info["strength"] for info in faint.last_info]
+    assert all(0.2 <= s <= 1.0 for s in strengths) and min(strengths) < 0.9
+    changed = (faint_out - images).abs().mean(dim=1, keepdim=True) >= CHANGE_THRESHOLD
+    assert torch.equal(faint_mask.bool(), changed), "the mask is still exactly the changed pixels"
+    assert torch.equal(faint_out[~faint_mask.bool().expand_as(faint_out)], images[~faint_mask.bool().expand_as(images)])
+    same_draw = [i for i, (a, b) in enumerate(zip(full.last_info, faint.last_info, strict=True))
+                 if (a["donor_path"], a["top"], a["left"]) == (b["donor_path"], b["top"], b["left"])]
+    assert same_draw, "the first image draws donor and window before its strength"
+    for i in same_draw:
+        full_change, faint_change = ((out[i] - images[i]).abs().sum() for out in (full_out, faint_out))
+        assert faint_change <= full_change * faint.last_info[i]["strength"] + 1e-4
+    with pytest.raises(ValueError, match=r"min_strength must be in \(0, 1\], got 0"):
+        DefectTransferGenerator(path, world["bank"], cache_dir=world["cache"], min_strength=0)

@@ -202,7 +202,7 @@ def fit_gan(manifest: Path, config: str, out: Path, max_steps: int | None, extra
 
 def make_generator(arm: str, donors: Path, generator_dir: Path | None, seed: int, mask_source: str = "donor",
                    min_change: float = CHANGE_THRESHOLD, critic_redraws: int = 0, window: int | None = None,
-                   change_scale: float = 1.0) -> Any:
+                   change_scale: float = 1.0, min_strength: float = 1.0) -> Any:
     """The synthetic-defect generator of an arm (``None`` for the real-data-only arm)."""
     if arm == "none":
         return None
@@ -222,7 +222,7 @@ def make_generator(arm: str, donors: Path, generator_dir: Path | None, seed: int
 
     return DefectTransferGenerator(generator_dir, donors, probability=1.0, seed=seed, mask_source=mask_source,
                                    min_change=min_change, critic_redraws=critic_redraws, window=window,
-                                   change_scale=change_scale)
+                                   change_scale=change_scale, min_strength=min_strength)
 
 
 def _window_warning(donors: Path, generator_dir: Path | None, window: int | None = None) -> str | None:
@@ -241,7 +241,8 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
                   generator_dir: Path | None = None, frame: pd.DataFrame | None = None,
                   gan_args: list[str] | None = None, resume: bool = True, mask_source: str = "donor",
                   min_change: float = CHANGE_THRESHOLD, critic_redraws: int = 0, window: int | None = None,
-                  gan_max_time: str | None = None, change_scale: float = 1.0) -> dict[str, Any]:
+                  gan_max_time: str | None = None, change_scale: float = 1.0,
+                  min_strength: float = 1.0) -> dict[str, Any]:
     """Run every arm for every seed; write runs.csv, results.md and results.json under ``out``.
 
     Args:
@@ -261,6 +262,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         min_change: ``DefectTransferGenerator``'s ``min_change``.
         critic_redraws: ``DefectTransferGenerator``'s ``critic_redraws``.
         change_scale: ``DefectTransferGenerator``'s ``change_scale``.
+        min_strength: ``DefectTransferGenerator``'s ``min_strength``.
         window: ``DefectTransferGenerator``'s ``window`` (None: the GAN's crop size).
         gan_max_time: Safety cap on the GAN's training time, ``DD:HH:MM:SS`` (None: the config's).
 
@@ -288,7 +290,8 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
                              **({"generator_dir": str(generator_dir), "mask_source": mask_source,
                                  "min_change": min_change, "critic_redraws": critic_redraws,
                                  **({"window": window} if window else {}),
-                                 **({"change_scale": change_scale} if change_scale != 1.0 else {})}
+                                 **({"change_scale": change_scale} if change_scale != 1.0 else {}),
+                                 **({"min_strength": min_strength} if min_strength != 1.0 else {})}
                                 if arm == "defectgan" else {})})
             if resume and finished.is_file():
                 saved = json.loads(finished.read_text())
@@ -306,7 +309,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
                 path = write_manifest(arm_manifest(split, arm), arm_dir / "manifest.csv")
                 started = time.perf_counter()
                 generator = make_generator(arm, donors, generator_dir, seed, mask_source, min_change, critic_redraws,
-                                           window, change_scale)
+                                           window, change_scale, min_strength)
                 result = train_and_test(path, generator, settings, seed, arm_dir / "anomalib", name=f"{title}_{arm}")
                 seconds = time.perf_counter() - started
                 clock.finished(seconds)
@@ -336,6 +339,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         "min_change": min_change,
         "critic_redraws": critic_redraws,
         "change_scale": change_scale,
+        "min_strength": min_strength,
         "window": window,
         "test_images": len(split.test),
         "test_goods": test_goods,
@@ -391,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--synthetic-ratio", type=float, default=0.5)
     parser.add_argument("--generator", help="a trained generator folder (skips GAN training)")
-    add_transfer_options(parser, "defectgan arm")
+    add_transfer_options(parser, "defectgan arm", strength=True)
     parser.add_argument("--gan-config", default="defect_gan/cpu.yaml",
                         help="defectgan fit config: a file, or a shipped name (default: %(default)s)")
     parser.add_argument("--gan-steps", type=int,
@@ -439,5 +443,5 @@ def main(argv: list[str]) -> int:
                   Path(args.generator) if args.generator else None, frame,
                   gan_max_time=args.gan_max_time,
                   mask_source=args.mask_source, min_change=args.min_change, critic_redraws=args.critic_redraws,
-                  window=args.window, change_scale=args.change_scale)
+                  window=args.window, change_scale=args.change_scale, min_strength=args.min_strength)
     return 0

@@ -139,6 +139,12 @@ class DefectTransferGenerator(nn.Module):
             ``composite + change_scale * (G(composite) - composite)`` (1: G's output as trained;
             0: the composite alone, the donor's defect put on the canvas with no learned change).
             Ignored by a code-path GAN.
+        min_strength: Each transfer's change to its canvas is scaled by a factor drawn uniformly
+            from ``[min_strength, 1]`` (1, the default: as painted, and no draw). Below 1, some
+            synthetic defects are fainter than their donors, as many real defects are; the mask
+            is then the pixels that still changed by ``min_change``. A classifier trained only on
+            salient transfers scores faint real defects far below its synthetic validation
+            defects (docs/benchmarks.md, 2026-12-03).
         rotate90: Also use quarter turns of donors (off: rolled steel is directional).
         window: Side (px) of the window the GAN paints on (None: its training crop size). The GAN
             is convolutional, so a composite-path GAN trained on small crops can paint donors
@@ -174,6 +180,7 @@ class DefectTransferGenerator(nn.Module):
         min_change: float = CHANGE_THRESHOLD,
         critic_redraws: int = 0,
         change_scale: float = 1.0,
+        min_strength: float = 1.0,
         rotate90: bool = False,
         window: int | None = None,
         edge_margin: int | None = 0,
@@ -199,6 +206,9 @@ class DefectTransferGenerator(nn.Module):
         if not 0.0 <= change_scale <= 1.0:
             raise ValueError(f"change_scale must be in [0, 1], got {change_scale}")
         self.change_scale = float(change_scale)
+        if not 0.0 < min_strength <= 1.0:
+            raise ValueError(f"min_strength must be in (0, 1], got {min_strength}")
+        self.min_strength = float(min_strength)
         gan = load_generator(checkpoint, device=device or "cpu")
         if critic_redraws and gan.critic is None:
             raise ValueError(f"critic_redraws needs the GAN's critic V, and {checkpoint} has none (critic.safetensors "
@@ -437,12 +447,15 @@ class DefectTransferGenerator(nn.Module):
         size, margin = self.crop_size, self.edge_margin
         height, width = augmented.shape[-2:]
         chosen = []  # image, donor, orientation, top, left (in padded coordinates)
+        strengths: list[float] = []
         for i in indices:
             rng = self.rng if rngs is None else rngs[i]
             donor = self.sampler.sample(rng) if donors is None else donors[i]
             orient = int(torch.randint(len(self.orientations), (1,), generator=rng))
             top = int(torch.randint(padded.shape[-2] - size + 1, (1,), generator=rng))
             left = int(torch.randint(padded.shape[-1] - size + 1, (1,), generator=rng))
+            if self.min_strength < 1.0:
+                strengths.append(1.0 - (1.0 - self.min_strength) * float(torch.rand(1, generator=rng)))
             chosen.append((i, donor, orient, top, left))
         windows = torch.stack([padded[i, :, top:top + size, left:left + size] for i, _, _, top, left in chosen])
         gan_windows = to_channels(windows, self.gan.channels)
@@ -458,6 +471,8 @@ class DefectTransferGenerator(nn.Module):
             result = painted.clamp(0.0, 1.0)
         else:  # paint the GAN's luminance change onto the input's channels
             result = (windows + to_channels(painted - gan_windows, windows.shape[1])).clamp(0.0, 1.0)
+        if strengths:
+            result = windows + torch.tensor(strengths).to(result)[:, None, None, None] * (result - windows)
         if self.min_change > 0:
             keep = keep & changed_mask(result, windows, self.min_change)
         result = torch.where(keep, result, windows)
@@ -486,4 +501,6 @@ class DefectTransferGenerator(nn.Module):
                                  "defect_class": source.defect_class, "top": top - margin, "left": left - margin,
                                  "flip_h": o.flip_h, "flip_v": o.flip_v, "rot90": o.rot90, "window": size,
                                  "critic_recognised": bool(recognised[j])}
+            if strengths:
+                self.last_info[i]["strength"] = strengths[j]
         return missed

@@ -13,13 +13,15 @@ from anomalib_defectgan.data.blending import CHANGE_THRESHOLD
 from anomalib_defectgan.generators.defect_transfer import MASK_SOURCES
 
 
-def add_transfer_options(parser: argparse.ArgumentParser, who: str, masks: bool = True) -> None:
+def add_transfer_options(parser: argparse.ArgumentParser, who: str, masks: bool = True,
+                         strength: bool = False) -> None:
     """Add ``--window``, ``--change-scale``, ``--critic-redraws`` and (with ``masks``) ``--mask-source`` and ``--min-change``.
 
     Args:
         parser: The command's parser.
         who: What the options apply to, prefixed to each help text (e.g. ``"defectgan arm"``).
         masks: Also add the options that decide which pixels a transfer changes and labels.
+        strength: Also add ``--min-strength``.
     """
     if masks:
         parser.add_argument("--mask-source", choices=sorted(MASK_SOURCES), default="donor",
@@ -36,6 +38,10 @@ def add_transfer_options(parser: argparse.ArgumentParser, who: str, masks: bool 
                         help=f"{who}: scale of a composite-path GAN's learned change, in [0, 1]: the output is "
                              "composite + scale * (G - composite) (default: %(default)s, G as trained; 0: the "
                              "composite alone)")
+    if strength:
+        parser.add_argument("--min-strength", type=float, default=1.0,
+                            help=f"{who}: scale each transfer's change by a factor drawn from [this, 1], so some "
+                                 "synthetic defects are faint (default: %(default)s, as painted)")
     parser.add_argument("--critic-redraws", type=int, default=0,
                         help=f"{who}: redraw a transfer the GAN's critic V does not recognise as the donor's "
                              "class, up to this many times (default: %(default)s)")
