@@ -131,6 +131,24 @@ def test_generate_with_defectgan_checkpoint(inputs: tuple[Path, Path], tmp_path:
     assert not (tmp_path / "none" / "manifest.csv").exists()
 
 
+def test_generate_min_strength_records_each_defects_strength(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    import json
+
+    normals, bank = inputs
+    checkpoint = make_tiny_generator(tmp_path / "gen", defect_path="composite")
+    out = tmp_path / "out"
+    args = _args(normals, bank, out, 4, "--checkpoint", str(checkpoint), "--min-strength", "0.3")
+    args[args.index("cutpaste")] = "defectgan"
+    assert cli(args) == 0
+    defects = read_manifest(out).query("label == 'defect'")
+    strengths = defects.strength.astype(float)
+    assert len(defects) >= 1 and strengths.between(0.3, 1.0).all()
+    assert json.loads((out / ".progress" / "run.json").read_text())["min_strength"] == 0.3
+    bad = _args(normals, bank, tmp_path / "bad", 2, "--checkpoint", str(checkpoint), "--min-strength", "0")
+    bad[bad.index("cutpaste")] = "defectgan"
+    assert cli(bad) == 2, "min_strength 0 is named, not a traceback"
+
+
 @pytest.mark.parametrize("problem", ["empty normal dir", "no usable class", "not writable", "foreign out",
                                      "missing checkpoint", "wrong checkpoint kind", "bad window"])
 def test_generate_bad_input_fails_cleanly(inputs: tuple[Path, Path], tmp_path: Path, problem: str,

@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="DefectGAN soft-mask value from which a pixel counts as defect (--mask-source gan).")
     parser.add_argument("--mask-dilation", type=int, default=2,
                         help="DefectGAN: growth (px) of donor masks (--mask-source donor).")
-    add_transfer_options(parser, "DefectGAN")
+    add_transfer_options(parser, "DefectGAN", strength=True)
     parser.add_argument("--channels", type=int, choices=(1, 3),
                         help="Image channels (default: 3 if the first good image is colour, else 1).")
     parser.add_argument("--grade", help="Grade name written to the manifest (default: the normal dir's name).")
@@ -242,7 +242,8 @@ def build_generator(args: argparse.Namespace) -> Any:
                                        backend=args.backend, grade=args.grade, mask_threshold=args.mask_threshold,
                                        mask_source=args.mask_source, mask_dilation=args.mask_dilation,
                                        min_change=args.min_change, critic_redraws=args.critic_redraws,
-                                       window=args.window, change_scale=args.change_scale)
+                                       window=args.window, change_scale=args.change_scale,
+                                       min_strength=args.min_strength)
     except ValueError as err:  # a generator setting out of range: name it, no traceback
         raise DefectGanError(str(err)) from err
 
@@ -307,6 +308,7 @@ def _generate(args: argparse.Namespace, device: str) -> int:
                 "seeding": "per-item", "device": args.device,
                 **({"window": args.window} if args.window else {}),
                 **({"change_scale": args.change_scale} if args.change_scale != 1.0 else {}),
+                **({"min_strength": args.min_strength} if args.min_strength != 1.0 else {}),
                 **({"backend": args.backend, "batch_size": args.batch_size, "threads": torch.get_num_threads()}
                    if args.generator == "defectgan" else {}),
                 "channels": channels, "grade": grade, "split": args.split,
