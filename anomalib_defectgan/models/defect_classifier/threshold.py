@@ -10,9 +10,9 @@ false alarm (docs/benchmarks.md, 2026-12-03). :class:`GapCentredF1Threshold` ret
 of the gap instead: the same validation F1, with the margin split evenly between the two classes.
 
 The middle is taken in the classifier's own units. DefectClassifier's score is the sigmoid of a
-logit, and a confident classifier puts good images near 1e-4 and synthetic defects near 1, so the
-middle of the probabilities (about 0.5) still sits next to the defects; the middle of the logits
-(log-odds) is where the margin is split evenly. Scores outside [0, 1] (another model's) are
+logit; when the good images are scored more confidently than the defects (goods at 1e-5,
+defects at 0.95), the middle of the probabilities still sits next to the defects, while the
+middle of the logits (log-odds) splits the margin evenly. Scores outside [0, 1] (another model's) are
 centred as they are.
 """
 
