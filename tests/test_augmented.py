@@ -10,11 +10,8 @@ from anomalib.data import ImageBatch
 from anomalib.data.utils.generators import PerlinAnomalyGenerator
 from torch import Tensor
 
-from anomalib_defectgan.data.augmented import (
-    DefectAugmented,
-    GeneratorContractError,
-    SyntheticDefectGenerator,
-)
+from anomalib_defectgan.data.augmented import DefectAugmented, SyntheticDefectGenerator
+from anomalib_defectgan.data.image_contract import GREY_WEIGHTS, GeneratorContractError
 from anomalib_defectgan.errors import DefectGanError
 from tests.defect_classifier_data import cut_paste, grade_folder, steel_world
 
@@ -41,9 +38,11 @@ class _Shift(torch.nn.Module):
             self.channels = channels
         self.fail_on_rgb = fail_on_rgb
         self.seen: list[tuple[int, ...]] = []
+        self.last_input: Tensor | None = None
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         self.seen.append(tuple(images.shape))
+        self.last_input = images
         if self.fail_on_rgb and images.shape[1] != 1:
             raise RuntimeError("this generator works on grey images only")
         mask = torch.zeros(images.shape[0], 1, *images.shape[-2:])
@@ -74,12 +73,22 @@ def test_one_channel_generators_get_luminance(world: Path) -> None:
     declared = _Shift(channels=1)
     out = DefectAugmented(grade_folder(world), declared, synthetic_ratio=1.0).augment_batch(_batch())
     assert declared.seen == [(7, 1, 32, 32)] and out.image.shape == (8, 3, 32, 32)
-    grey_only = _Shift(fail_on_rgb=True)
-    wrapper = SyntheticDefectGenerator(grey_only)
-    augmented, mask = wrapper(torch.rand(2, 3, 32, 32))
-    assert grey_only.seen == [(2, 3, 32, 32), (2, 1, 32, 32)] and wrapper.channels == 1
+    images = torch.rand(2, 3, 32, 32)
+    wrapper = SyntheticDefectGenerator(declared)
+    augmented, mask = wrapper(images)
+    luminance = sum(w * images[:, c:c + 1] for c, w in enumerate(GREY_WEIGHTS))
+    assert torch.allclose(declared.last_input, luminance, atol=1e-6), "ITU-R 601 luminance, not the channel mean"
     assert augmented.shape == (2, 3, 32, 32) and torch.equal(augmented[:, 0], augmented[:, 2])
     assert mask.shape == (2, 1, 32, 32)
+
+
+def test_undeclared_grey_only_generator_fails_with_a_hint_not_a_fallback() -> None:
+    grey_only = _Shift(fail_on_rgb=True)
+    wrapper = SyntheticDefectGenerator(grey_only)
+    with pytest.raises(RuntimeError, match="grey images only") as caught:
+        wrapper(torch.rand(2, 3, 32, 32))
+    assert grey_only.seen == [(2, 3, 32, 32)], "no second call on the luminance"
+    assert any("`channels = 1`" in note for note in caught.value.__notes__)
 
 
 @pytest.mark.parametrize(("bad", "message"), [

@@ -43,6 +43,7 @@ from torch import Tensor
 from anomalib_defectgan.benchmark.evaluator import CropSampler, Evaluator, train_evaluator
 from anomalib_defectgan.benchmark.results_table import json_safe
 from anomalib_defectgan.data.crops import crop_window, fit_to_crop
+from anomalib_defectgan.data.image_contract import image_channels
 from anomalib_defectgan.data.image_io import read_image
 from anomalib_defectgan.data.manifest import read_manifest, vocabularies, write_manifest
 from anomalib_defectgan.errors import DefectGanError
@@ -186,24 +187,9 @@ def load_checked_generator(path: str | Path) -> Any:
     return load_generator(path)
 
 
-def image_channels(frame: pd.DataFrame, limit: int = 8) -> tuple[int, str]:
-    """1 when the first ``limit`` images (spread over the manifest) are grey, 3 when one is in colour.
-
-    Returns:
-        ``(channels, an example path)``.
-    """
-    picks = np.unique(np.linspace(0, len(frame) - 1, min(limit, len(frame))).round().astype(int))
-    paths = frame["image_path"].iloc[picks].tolist()
-    for path in paths:
-        pixels = read_image(path, channels=3).astype(np.int16)
-        if np.abs(pixels - pixels[..., :1]).max() > 0:
-            return 3, path
-    return 1, paths[0]
-
-
 def check_channels(generator_path: str | Path, manifest: str | Path, gan_channels: int, frame: pd.DataFrame) -> None:
     """Raise when the generator's channel count does not match the manifest's images."""
-    channels, example = image_channels(frame)
+    channels, example = image_channels(frame["image_path"].tolist())
     if channels != gan_channels:
         kind = "colour (3 channels)" if channels == 3 else "greyscale (1 channel)"
         config = Path(generator_path) / "generator.json" if Path(generator_path).is_dir() else Path(generator_path)

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from anomalib_defectgan.data.image_contract import to_channels
 from anomalib_defectgan.errors import DefectGanError
-from anomalib_defectgan.generators.defect_transfer import to_channels
 
 COLUMNS = ("donor", "canvas", "composite", "output", "mask")
 

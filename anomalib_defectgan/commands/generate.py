@@ -62,6 +62,7 @@ from typing import Any
 
 import numpy as np
 
+from anomalib_defectgan.data.image_contract import image_channels
 from anomalib_defectgan.data.image_io import list_images, read_image, write_image
 from anomalib_defectgan.errors import DefectGanError, ImageReadError, OutputExistsError, summarize
 from anomalib_defectgan.utils import distributed
@@ -102,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="DefectGAN: growth (px) of donor masks (--mask-source donor).")
     add_transfer_options(parser, "DefectGAN", strength=True)
     parser.add_argument("--channels", type=int, choices=(1, 3),
-                        help="Image channels (default: 3 if the first good image is colour, else 1).")
+                        help="Image channels (default: 3 if one of 8 good images spread over the folder has colour, "
+                             "else 1).")
     parser.add_argument("--grade", help="Grade name written to the manifest (default: the normal dir's name).")
     parser.add_argument("--split", choices=("train", "val", "test"), default="train", help="Manifest split.")
     parser.add_argument("--overwrite", action="store_true", help="Redo everything in an earlier OUT.")
@@ -201,16 +203,6 @@ def _clean(out: Path, overwrite: bool) -> None:
                 stale.unlink()
 
 
-def _channels_of(path: Path) -> int:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            return 3 if img.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "RGBX") else 1
-    except OSError:
-        return 1
-
-
 def _readable(paths: list[Path], channels: int) -> tuple[list[Path], list[str]]:
     good, bad = [], []
     for path in paths:
@@ -297,7 +289,7 @@ def _generate(args: argparse.Namespace, device: str) -> int:
         if not normals:
             raise DefectGanError(f"--normal-dir {args.normal_dir}: no images found (empty normal dir)")
     out = args.out.resolve()
-    channels = args.channels or _channels_of(normals[0])
+    channels = args.channels or image_channels(normals)[0]
     grade = args.grade or args.normal_dir.resolve().name
     settings = {"normal_dir": str(args.normal_dir.resolve()), "defect_bank": str(args.defect_bank.resolve()),
                 "checkpoint": str(args.checkpoint.resolve()) if args.checkpoint else "", "generator": args.generator,

@@ -16,10 +16,10 @@ datasets and splits, and:
   same generator on half of that split's good images (written once to a temporary folder by
   :class:`~anomalib_defectgan.data.synthetic_split.SyntheticDefectDataset`).
 
-Generators made for one channel: anomalib batches always have 3 channels. If the generator has
-an int attribute ``channels`` equal to 1, it gets the luminance (channel mean) and its output is
-repeated to 3 channels; without the attribute the 3-channel batch is tried first and the
-luminance only if the generator raises on it.
+Generators made for one channel: anomalib batches always have 3 channels. A generator with an int
+attribute ``channels`` equal to 1 gets their luminance
+(:func:`~anomalib_defectgan.data.image_contract.to_channels`) and its output is repeated to 3
+channels; every other generator gets the 3-channel batch.
 """
 
 from __future__ import annotations
@@ -35,19 +35,20 @@ from anomalib.data import AnomalibDataModule
 from anomalib.data.datasets.base.image import AnomalibDataset
 from torch import Tensor, nn
 
-from anomalib_defectgan.data.image_contract import RANGE_TOLERANCE, check_pixel_range
+from anomalib_defectgan.data.image_contract import (
+    check_generator_output,
+    check_pixel_range,
+    to_channels,
+)
 from anomalib_defectgan.errors import DefectGanError
-
-
-class GeneratorContractError(DefectGanError):
-    """A synthetic-defect generator returned something outside the Perlin contract."""
 
 
 class SyntheticDefectGenerator:
     """Calls a generator on 3-channel [0, 1] batches, handling 1-channel generators; checks its output once.
 
     Args:
-        generator: Any callable of the Perlin contract.
+        generator: Any callable of the Perlin contract. It gets the luminance when it has an int
+            attribute ``channels`` equal to 1, the 3-channel batch otherwise.
     """
 
     def __init__(self, generator: Callable[[Tensor], tuple[Tensor, Tensor]]) -> None:
@@ -55,45 +56,8 @@ class SyntheticDefectGenerator:
             raise DefectGanError(f"generator {type(generator).__name__} is not callable")
         self.generator = generator
         self.name = type(generator).__name__
-        declared = getattr(generator, "channels", None)
-        self.channels: int | None = declared if declared in (1, 3) else None
+        self.channels = 1 if getattr(generator, "channels", None) == 1 else 3
         self.checked = False
-
-    def _call(self, images: Tensor, channels: int) -> tuple[Tensor, Tensor]:
-        source = images.mean(dim=1, keepdim=True) if channels == 1 else images
-        output = self.generator(source)
-        if not isinstance(output, (tuple, list)) or len(output) != 2:
-            raise GeneratorContractError(f"generator {self.name} must return (augmented, mask), "
-                                         f"got {type(output).__name__}")
-        augmented, mask = output
-        if not self.checked:
-            self._check(source, augmented, mask)
-        if channels == 1:
-            augmented = augmented.expand(-1, images.shape[1], -1, -1)
-        return augmented, mask
-
-    def _check(self, source: Tensor, augmented: Any, mask: Any) -> None:
-        name = self.name
-        if not isinstance(augmented, Tensor) or not isinstance(mask, Tensor):
-            raise GeneratorContractError(f"generator {name} must return tensors, got "
-                                         f"({type(augmented).__name__}, {type(mask).__name__})")
-        batch, _, height, width = source.shape
-        if tuple(augmented.shape) != tuple(source.shape):
-            raise GeneratorContractError(f"generator {name} returned images of shape {tuple(augmented.shape)} "
-                                         f"for input {tuple(source.shape)}; the shape must not change")
-        if tuple(mask.shape) != (batch, 1, height, width):
-            raise GeneratorContractError(f"generator {name} returned a mask of shape {tuple(mask.shape)}; "
-                                         f"expected {(batch, 1, height, width)}")
-        if not torch.isfinite(augmented).all():
-            raise GeneratorContractError(f"generator {name} returned NaN or infinite pixels")
-        low, high = float(augmented.min()), float(augmented.max())
-        if low < -RANGE_TOLERANCE or high > 1 + RANGE_TOLERANCE:
-            raise GeneratorContractError(f"generator {name} returned pixels in [{low:.3g}, {high:.3g}]; "
-                                         "images must stay in [0, 1]")
-        binary = (mask.float() - mask.float().round()).abs().max() <= RANGE_TOLERANCE
-        if not bool(binary) or float(mask.min()) < 0 or float(mask.max()) > 1:
-            raise GeneratorContractError(f"generator {name} returned a mask with values other than 0 and 1")
-        self.checked = True
 
     @property
     def probability(self) -> float | None:
@@ -114,24 +78,21 @@ class SyntheticDefectGenerator:
             augmented, mask = self(images[None])
             return augmented[0], mask[0]
         check_pixel_range(images, f"images given to generator {self.name}")
-        if self.channels is not None:
-            augmented, mask = self._call(images, self.channels)
+        source = to_channels(images, 1) if self.channels == 1 else images
+        try:
+            output = self.generator(source)
+        except Exception as err:
+            if self.channels == 3:
+                err.add_note(f"generator {self.name} was given a 3-channel batch {tuple(source.shape)}; a generator "
+                             "that takes 1-channel images declares it with an int attribute `channels = 1`")
+            raise
+        if self.checked:
+            augmented, mask = output
         else:
-            try:
-                augmented, mask = self._call(images, 3)
-                self.channels = 3
-            except GeneratorContractError:
-                raise
-            except Exception as err_rgb:  # noqa: BLE001  (any failure on RGB: try luminance)
-                try:
-                    augmented, mask = self._call(images, 1)
-                except GeneratorContractError:
-                    raise
-                except Exception as err_grey:
-                    raise GeneratorContractError(
-                        f"generator {self.name} failed on 3-channel ({err_rgb}) and 1-channel ({err_grey}) "
-                        "batches") from err_grey
-                self.channels = 1
+            augmented, mask = check_generator_output(self.name, source, output)
+            self.checked = True
+        if source.shape[1] != images.shape[1]:
+            augmented = augmented.expand(-1, images.shape[1], -1, -1)
         mask = (mask.reshape(images.shape[0], 1, *images.shape[-2:]) > 0.5).to(images.dtype)
         return augmented.clamp(0, 1).to(images.dtype), mask
 

@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from anomalib_defectgan.data.image_contract import as_batch, as_output
 from anomalib_defectgan.generators.blending import BLENDS, blend_defect, changed_mask
-from anomalib_defectgan.generators.contract import ClassSampler, as_batch, as_output
+from anomalib_defectgan.generators.class_sampler import ClassSampler
 from anomalib_defectgan.generators.defect_bank import DefectBank, load_bank
 from anomalib_defectgan.generators.placement import Placement, overlap, sample_placement
 
@@ -23,7 +24,7 @@ class CutPasteGenerator(nn.Module):
     """Paste a real defect from a bank onto each image, with anomaly-generator call semantics.
 
     Same contract as anomalib's ``PerlinAnomalyGenerator`` (see
-    :mod:`anomalib_defectgan.generators.contract`), so it can replace DRAEM's ``augmenter`` or
+    :mod:`anomalib_defectgan.data.image_contract`), so it can replace DRAEM's ``augmenter`` or
     GLASS's ``model.augmentor``. For each chosen image: pick a class (by ``class_weights``) and a
     donor of that class, optionally rescale it (``scale_jitter``), shift and flip it
     (:mod:`~anomalib_defectgan.generators.placement`), then blend its defect into the target

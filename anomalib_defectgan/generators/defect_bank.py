@@ -29,11 +29,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from anomalib_defectgan.data.image_contract import to_channels
 from anomalib_defectgan.data.image_io import IMAGE_SUFFIXES, list_images, read_image, read_mask
 from anomalib_defectgan.errors import DefectGanError, summarize
 
 NOT_CLASSES = {"masks", "mask", "ground_truth", "good"}
-GREY_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 class DefectBankError(DefectGanError):
@@ -226,12 +226,8 @@ class DefectBank:
         """``(image [channels, h, w], mask [1, h, w])`` of every donor on ``device`` (cached)."""
         key = (channels, str(device))
         if key not in self._cache:
-            weights = np.asarray(GREY_WEIGHTS, dtype=np.float32)
-            self._cache[key] = [
-                ((d.image if channels == 3 else torch.from_numpy(np.tensordot(weights, d.image.numpy(), 1)[None]))
-                 .to(device), d.mask.to(device))
-                for d in self.donors
-            ]
+            self._cache[key] = [(to_channels(d.image[None], channels)[0].to(device), d.mask.to(device))
+                                for d in self.donors]
         return self._cache[key]
 
     def window(self, index: int, size: int, channels: int) -> tuple[Tensor, Tensor]:

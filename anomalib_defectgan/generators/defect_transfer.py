@@ -27,8 +27,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from anomalib_defectgan.data.blending import CHANGE_THRESHOLD, changed_mask
-from anomalib_defectgan.generators.contract import ClassSampler, as_batch, as_output
-from anomalib_defectgan.generators.defect_bank import GREY_WEIGHTS, DefectBank, DefectBankError, load_bank
+from anomalib_defectgan.data.image_contract import as_batch, as_output, to_channels
+from anomalib_defectgan.generators.class_sampler import ClassSampler
+from anomalib_defectgan.generators.defect_bank import DefectBank, DefectBankError, load_bank
 from anomalib_defectgan.generators.placement import Placement, overlap
 
 BACKENDS = ("torch", "openvino")
@@ -86,21 +87,11 @@ def _file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
-def to_channels(images: Tensor, channels: int) -> Tensor:
-    """Convert ``[B, C, H, W]`` between 1 (luminance) and 3 (grey replicated) channels."""
-    if images.shape[1] == channels:
-        return images
-    if channels == 1:
-        weights = torch.tensor(GREY_WEIGHTS, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-        return (images * weights).sum(dim=1, keepdim=True)
-    return images.expand(-1, 3, -1, -1)
-
-
 class DefectTransferGenerator(nn.Module):
     """Paint real donor defects onto images with the defect-transfer GAN (anomalib generator contract).
 
     ``gen(images) -> (augmented, mask)`` with the contract of
-    :mod:`anomalib_defectgan.generators.contract` (that of anomalib's ``PerlinAnomalyGenerator``), so
+    :mod:`anomalib_defectgan.data.image_contract` (that of anomalib's ``PerlinAnomalyGenerator``), so
     it can be DRAEM's ``augmenter`` or GLASS's ``model.augmentor``. The GAN is kept outside the
     module tree (it is not part of a host model's ``state_dict``, optimiser or ``train()`` mode)
     and follows the input's device.
