@@ -159,9 +159,9 @@ def test_cutpaste_mask_is_changed_pixels_for_every_blend(bank: DefectBank) -> No
 
 
 def test_nsa_arm_manifest(tmp_path: Path) -> None:
-    from anomalib_defectgan.benchmark.new_grade import make_generator
     from anomalib_defectgan.benchmark.new_grade_protocol import ARMS, arm_manifest, new_grade_split
     from anomalib_defectgan.data.manifest import read_manifest, write_manifest
+    from anomalib_defectgan.generators.factory import build_generator
     from tests.helpers import write_blob_dataset
 
     assert ARMS == ("none", "perlin", "cutpaste", "nsa", "defectgan")
@@ -172,7 +172,7 @@ def test_nsa_arm_manifest(tmp_path: Path) -> None:
     assert nsa.equals(cut), "nsa trains, validates and tests on the cutpaste arm's rows"
     assert (nsa[nsa["split"] == "train"]["label"] == "good").all()
     donors = write_manifest(split.donors, tmp_path / "donors" / "manifest.csv")
-    gen = make_generator("nsa", donors, None, seed=0)
+    gen = build_generator("nsa", donors, seed=0)
     assert isinstance(gen, CutPasteGenerator) and gen.blend == "poisson" and gen.scale_jitter == (0.7, 1.3)
 
 

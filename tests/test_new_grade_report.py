@@ -88,7 +88,7 @@ def benchmark_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
 
     monkeypatch.setattr(new_grade, "train_and_test", fake_train)
     monkeypatch.setattr(new_grade, "fit_gan", fake_fit_gan)
-    monkeypatch.setattr(new_grade, "make_generator", lambda *args: None)
+    monkeypatch.setattr(new_grade, "build_generator", lambda *args, **kwargs: None)
     monkeypatch.setattr(new_grade, "_window_warning", lambda donors, generator_dir, window=None: None)
     return {"split": split, "title": grade, "out": tmp_path / "bench", "arms": list(auroc), "seeds": [0, 1],
             "settings": ClassifierSettings(max_steps=3, image_size=32, progress=False), "gan_config": "unused",

@@ -82,11 +82,11 @@ def grade_datamodule(dataset: Path, grade: str, batch_size: int = 8, seed: int =
 
 def _datamodule(args: argparse.Namespace, dataset: Path):
     from anomalib_defectgan.data.augmented import DefectAugmented
-    from anomalib_defectgan.generators import CutPasteGenerator
+    from anomalib_defectgan.generators.factory import build_generator
 
     folder = grade_datamodule(dataset, args.grade, seed=args.seed)
     bank = dataset / args.donor_grade / "test"
-    return DefectAugmented(folder, CutPasteGenerator(bank, probability=1.0, seed=args.seed), synthetic_ratio=0.5,
+    return DefectAugmented(folder, build_generator("cutpaste", bank, seed=args.seed), synthetic_ratio=0.5,
                            real_defects_in_train=0.25, seed=args.seed)
 
 

@@ -87,11 +87,8 @@ def time_generator(generator: Callable[[torch.Tensor], Any], images: torch.Tenso
 
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Build the generators, time them and return the results."""
-    from anomalib.data.utils.generators.perlin import PerlinAnomalyGenerator
-
-    from anomalib_defectgan.generators.cut_paste import CutPasteGenerator
     from anomalib_defectgan.generators.defect_bank import DefectBank
-    from anomalib_defectgan.generators.defect_transfer import DefectTransferGenerator
+    from anomalib_defectgan.generators.factory import build_generator
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -101,13 +98,13 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     images = torch.rand(args.batch, 3, args.size, args.size)
     builders: dict[str, Callable[[], Any]] = {
-        "perlin": lambda: PerlinAnomalyGenerator(probability=1.0),
-        "cutpaste": lambda: CutPasteGenerator(bank, probability=1.0, seed=args.seed),
-        "torch": lambda: DefectTransferGenerator(checkpoint, bank, probability=1.0, seed=args.seed,
-                                                 cache_dir=workdir / "cache"),
-        "openvino": lambda: DefectTransferGenerator(checkpoint, bank, probability=1.0, seed=args.seed,
-                                                    cache_dir=workdir / "cache", backend="openvino",
-                                                    openvino_threads=args.threads),
+        "perlin": lambda: build_generator("perlin"),
+        "cutpaste": lambda: build_generator("cutpaste", bank, seed=args.seed),
+        "torch": lambda: build_generator("defectgan", bank, checkpoint, seed=args.seed,
+                                         transfer={"cache_dir": workdir / "cache"}),
+        "openvino": lambda: build_generator("defectgan", bank, checkpoint, seed=args.seed,
+                                            transfer={"cache_dir": workdir / "cache", "backend": "openvino",
+                                                      "openvino_threads": args.threads}),
     }
     labels = {"perlin": "PerlinAnomalyGenerator (anomalib)", "cutpaste": "CutPasteGenerator",
               "torch": "DefectTransferGenerator torch", "openvino": "DefectTransferGenerator openvino"}

@@ -51,6 +51,7 @@ from anomalib_defectgan.benchmark.results_table import (
 from anomalib_defectgan.data.blending import CHANGE_THRESHOLD
 from anomalib_defectgan.data.manifest import read_manifest, write_manifest
 from anomalib_defectgan.errors import DefectGanError
+from anomalib_defectgan.generators.factory import build_generator
 from anomalib_defectgan.utils.atomic import atomic_write_text
 from anomalib_defectgan.utils.packaged_configs import resolve_config
 from anomalib_defectgan.utils.progress import RunClock
@@ -77,9 +78,10 @@ def prepare_dataset(kind: str, out: Path, root: str | None, manifest: str | None
     elif kind in SHARED_FOLDERS:
         from anomalib_defectgan.data.datasets import aitex, sd_saliency
 
-        source = Path(root or Path(__file__).resolve().parents[3] / "shared" / "datasets" / SHARED_FOLDERS[kind])
+        source = Path(root) if root else Path("..", "shared", "datasets", SHARED_FOLDERS[kind]).resolve()
         if not source.is_dir():
-            raise DefectGanError(f"{kind} not found at {source}; pass --root")
+            raise DefectGanError(f"{kind} not found at {source} (the default is ../shared/datasets/"
+                                 f"{SHARED_FOLDERS[kind]} from the working directory); pass --root")
         (aitex if kind == "aitex" else sd_saliency).to_manifest(source, target)
     else:
         raise DefectGanError(f"unknown dataset {kind!r}; known: steel-world, aitex, manifest")
@@ -200,31 +202,6 @@ def fit_gan(manifest: Path, config: str, out: Path, max_steps: int | None, extra
     return fit
 
 
-def make_generator(arm: str, donors: Path, generator_dir: Path | None, seed: int, mask_source: str = "donor",
-                   min_change: float = CHANGE_THRESHOLD, critic_redraws: int = 0, window: int | None = None,
-                   change_scale: float = 1.0, min_strength: float = 1.0) -> Any:
-    """The synthetic-defect generator of an arm (``None`` for the real-data-only arm)."""
-    if arm == "none":
-        return None
-    if arm == "perlin":
-        from anomalib.data.utils.generators import PerlinAnomalyGenerator
-
-        return PerlinAnomalyGenerator(probability=1.0)
-    if arm == "cutpaste":
-        from anomalib_defectgan.generators import CutPasteGenerator
-
-        return CutPasteGenerator(donors, probability=1.0, seed=seed)
-    if arm == "nsa":  # NSA-style: Poisson-blended copy-paste of rescaled donors
-        from anomalib_defectgan.generators.cut_paste import NSA_SETTINGS, CutPasteGenerator
-
-        return CutPasteGenerator(donors, probability=1.0, seed=seed, **NSA_SETTINGS)
-    from anomalib_defectgan.generators import DefectTransferGenerator
-
-    return DefectTransferGenerator(generator_dir, donors, probability=1.0, seed=seed, mask_source=mask_source,
-                                   min_change=min_change, critic_redraws=critic_redraws, window=window,
-                                   change_scale=change_scale, min_strength=min_strength)
-
-
 def _window_warning(donors: Path, generator_dir: Path | None, window: int | None = None) -> str | None:
     """The DefectGAN arm's warning when donors are larger than its GAN's window (None: they fit)."""
     if generator_dir is None:
@@ -267,8 +244,9 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         gan_max_time: Safety cap on the GAN's training time, ``DD:HH:MM:SS`` (None: the config's).
 
     Returns:
-        The results dictionary written to ``results.json`` (plus ``arm_results``, the last seed's
-        :class:`ArmResult` per arm, not serialised).
+        The results dictionary written to ``results.json``, plus two entries not serialised:
+        ``arm_results`` (the last seed's :class:`ArmResult` per arm) and ``report_body`` (the
+        Markdown of ``results.md`` without its title).
     """
     out.mkdir(parents=True, exist_ok=True)
     donors = write_manifest(split.donors, out / "donors" / "manifest.csv")
@@ -308,8 +286,10 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
                 print(f"[{arm} seed {seed}] {clock.starting()}", flush=True)
                 path = write_manifest(arm_manifest(split, arm), arm_dir / "manifest.csv")
                 started = time.perf_counter()
-                generator = make_generator(arm, donors, generator_dir, seed, mask_source, min_change, critic_redraws,
-                                           window, change_scale, min_strength)
+                generator = None if arm == "none" else build_generator(
+                    arm, donors, generator_dir, seed=seed,
+                    transfer={"mask_source": mask_source, "min_change": min_change, "critic_redraws": critic_redraws,
+                              "window": window, "change_scale": change_scale, "min_strength": min_strength})
                 result = train_and_test(path, generator, settings, seed, arm_dir / "anomalib", name=f"{title}_{arm}")
                 seconds = time.perf_counter() - started
                 clock.finished(seconds)
@@ -368,6 +348,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
     atomic_write_text(out / "results.json", json.dumps(json_safe(results), indent=2))
     print("\n".join(lines), flush=True)
     results["arm_results"] = last
+    results["report_body"] = "\n".join(lines[2:])  # results.md without its title, for reports that embed it
     return results
 
 

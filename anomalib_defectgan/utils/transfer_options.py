@@ -8,6 +8,7 @@ of defaults.
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from anomalib_defectgan.data.blending import CHANGE_THRESHOLD
 from anomalib_defectgan.generators.defect_transfer import MASK_SOURCES
@@ -45,3 +46,12 @@ def add_transfer_options(parser: argparse.ArgumentParser, who: str, masks: bool 
     parser.add_argument("--critic-redraws", type=int, default=0,
                         help=f"{who}: redraw a transfer the GAN's critic V does not recognise as the donor's "
                              "class, up to this many times (default: %(default)s)")
+
+
+TRANSFER_OPTIONS = ("mask_source", "min_change", "window", "change_scale", "min_strength", "critic_redraws")
+"""The :class:`DefectTransferGenerator` settings that :func:`add_transfer_options` may add."""
+
+
+def transfer_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings :func:`add_transfer_options` added to ``args``, as ``DefectTransferGenerator`` keywords."""
+    return {name: getattr(args, name) for name in TRANSFER_OPTIONS if hasattr(args, name)}
