@@ -18,19 +18,19 @@ from tests.test_generators_support import make_bank, make_normals, make_tiny_gen
 # ``written-<RANK>.txt``; rank $FAIL_RANK's write of item $FAIL_ITEM fails as a full disk would.
 SPY = '''
 import os, sys
-from anomalib_defectgan.commands import generate
 from anomalib_defectgan.errors import DefectGanError
+from anomalib_defectgan.generation.store import GenerateStore
 
-write = generate._write_item
+write = GenerateStore.write_item
 
-def spy(out, name, *args, **kwargs):
+def spy(store, name, *args, **kwargs):
     if os.environ["RANK"] == os.environ.get("FAIL_RANK") and name.startswith(os.environ["FAIL_ITEM"]):
-        raise DefectGanError(f"cannot write {out / 'defect' / name}.png: the disk is full")
+        raise DefectGanError(f"cannot write {store.defect_path(name)}: the disk is full")
     with open(f"written-{os.environ['RANK']}.txt", "a") as log:
         log.write(name + "\\n")
-    write(out, name, *args, **kwargs)
+    write(store, name, *args, **kwargs)
 
-generate._write_item = spy
+GenerateStore.write_item = spy
 from anomalib_defectgan.cli import main
 sys.exit(main())
 '''

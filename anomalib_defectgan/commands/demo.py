@@ -52,14 +52,12 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 
 def _generate_samples(out: Path, data: Path, generator_dir: Path, donors: Path, count: int, seed: int) -> list[dict]:
-    from anomalib_defectgan.commands import generate
+    from anomalib_defectgan.commands.generate import generate_dataset
 
     normal_dir = data.parent / NEW_GRADE / "train" / "good"
-    target = out / "generated"
-    generate.main(["--normal-dir", str(normal_dir), "--defect-bank", str(donors), "--num", str(count),
-                   "--out", str(target), "--checkpoint", str(generator_dir), "--generator", "defectgan",
-                   "--seed", str(seed), "--grade", NEW_GRADE, "--overwrite", "--no-progress"])
-    frame = read_manifest(target / "manifest.csv")
+    written = generate_dataset(normal_dir, donors, count, out / "generated", checkpoint=generator_dir,
+                               generator="defectgan", seed=seed, grade=NEW_GRADE, overwrite=True)
+    frame = read_manifest(written.manifest)
     defects = frame[frame["label"] == "defect"]
     return [{"donor": row.get("donor_path", ""), "canvas": row.get("normal_path", ""), "output": row["image_path"],
              "mask": row["mask_path"]} for _, row in defects.iterrows()]
@@ -85,6 +83,7 @@ def run_demo(out: Path, profile: str) -> dict[str, Any]:
                             settings_of["gan_steps"], frame=frame, resume=False,
                             gan_max_time=settings_of.get("gan_max_time"))
     arm_results = results.pop("arm_results")
+    table = results.pop("report_body")
     generator_dir = Path(results["generator_dir"])
     print(stages.line("3", "synthetic defects on the new grade (defectgan generate)"), flush=True)
     samples = _generate_samples(out, data, generator_dir, out / "benchmark" / "donors" / "manifest.csv",
@@ -103,7 +102,6 @@ def run_demo(out: Path, profile: str) -> dict[str, Any]:
               "gan_budget": results["gan_budget"], "warnings": results["warnings"], "openvino": parity,
               "figures": figures, "benchmark": results, "seconds": stages.elapsed()}
     atomic_write_text(out / "report.json", json.dumps(json_safe(report), indent=2))
-    table = (out / "benchmark" / "results.md").read_text().split("\n", 2)[2]
     atomic_write_text(out / "report.md", "\n".join([
         f"# defectgan demo ({profile})", "",
         f"Grade `{NEW_GRADE}` is new: DefectClassifier never sees its real defects in training and is tested on them.",
