@@ -10,13 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from anomalib_defectgan.benchmark.gan_quality import (
-    Generated,
-    frechet_distance,
-    main,
-    mask_tightness,
-    matched_frechet,
-)
+from anomalib_defectgan.benchmark.gan_quality.metrics import frechet_distance, mask_tightness, matched_frechet
+from anomalib_defectgan.benchmark.gan_quality.sampling import Generated
+from anomalib_defectgan.commands.gan_quality import main
 from anomalib_defectgan.data.manifest import read_manifest, write_manifest
 from anomalib_defectgan.errors import DefectGanError
 from tests.test_generators_support import make_tiny_generator

@@ -1,4 +1,8 @@
-"""``defectgan benchmark NAME ...``: run one benchmark from :mod:`anomalib_defectgan.benchmark`."""
+"""``defectgan benchmark NAME ...``: run one benchmark from :mod:`anomalib_defectgan.benchmark`.
+
+A benchmark's ``main(argv)`` lives in ``anomalib_defectgan.benchmark.<module>``, or in
+``anomalib_defectgan.commands.<module>`` when the benchmark is a package of its own.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ BENCHMARKS = {
     "classifier": ("classifier", "DefectClassifier: PyTorch eager vs OpenVINO FP32/FP16/INT8 latency."),
     "steel-world": ("steel_world", "Procedural steel world rendering speed (img/s)."),
     "gan": ("gan", "DefectGan training speed (steps/s, time per pair)."),
-    "gan-quality": ("gan_quality", "Generated defects judged by an evaluator trained on real crops (no FID)."),
+    "gan-quality": ("commands.gan_quality", "Generated defects judged by an evaluator trained on real crops (no FID)."),
 }
 
 
@@ -25,5 +29,6 @@ def main(argv: list[str]) -> int:
         return 0
     if argv[0] not in BENCHMARKS:
         raise DefectGanError(f"unknown benchmark {argv[0]!r}; known: {', '.join(BENCHMARKS)}")
-    module = importlib.import_module(f"anomalib_defectgan.benchmark.{BENCHMARKS[argv[0]][0]}")
+    name = BENCHMARKS[argv[0]][0]
+    module = importlib.import_module(f"anomalib_defectgan.{name}" if "." in name else f"anomalib_defectgan.benchmark.{name}")
     return int(module.main(argv[1:]) or 0)
