@@ -16,7 +16,7 @@ from anomalib_defectgan.errors import DefectGanError
 from anomalib_defectgan.models.defect_gan import DefectGan, DefectGanNet, load_generator
 from anomalib_defectgan.models.defect_gan.discriminator import sample_patches
 from anomalib_defectgan.models.defect_gan.inference import DefectGanGenerator
-from anomalib_defectgan.models.defect_gan.lightning_model import augment
+from anomalib_defectgan.models.defect_gan.loss import augment
 from anomalib_defectgan.utils.openvino_precision import F32_CONFIG
 
 CLASSES = ["good", "scratch", "pit"]
@@ -67,15 +67,15 @@ def iteration(model: DefectGan, batch: GanBatch, r1: bool = True) -> tuple[dict,
     """One D step then one G step, the way training_step does it (without a Trainer)."""
     opt_g, opt_d = model.configure_optimizers()
     f = model.forward_passes(batch)
-    d_losses = model.discriminator_losses(f, r1=r1)
+    d_losses = model.loss.discriminator_losses(f, model.critics, r1=r1)
     opt_d.zero_grad()
     sum(d_losses.values()).backward()
     d_grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
     opt_d.step()
     for p in model.parameters():
         p.grad = None
-    g_losses = model.generator_losses(f)
-    g_total = sum(model.weights[name] * value for name, value in g_losses.items())
+    g_losses = model.loss.generator_losses(f, model.critics)
+    g_total = model.loss.generator_total(g_losses)
     opt_g.zero_grad()
     g_total.backward()
     g_grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
@@ -133,7 +133,7 @@ def test_r1_is_lazy() -> None:
     torch.manual_seed(0)
     model = tiny_model()
     f = model.forward_passes(make_batch())
-    assert "d_r1" not in model.discriminator_losses(f, r1=False)
+    assert "d_r1" not in model.loss.discriminator_losses(f, model.critics, r1=False)
 
 
 def test_ema_moves_but_differs_from_live_weights() -> None:
@@ -154,7 +154,7 @@ def test_fixed_seed_gives_identical_training_and_output() -> None:
         model = tiny_model()
         losses, _ = iteration(model, make_batch(), r1=True)
         out = model.sample(make_batch(seed=1))
-        return out["transfer"], float(sum(losses["g"].values()).detach())
+        return out.transfer, float(sum(losses["g"].values()).detach())
 
     (image_a, loss_a), (image_b, loss_b) = run(), run()
     assert torch.equal(image_a, image_b) and loss_a == loss_b
@@ -311,12 +311,12 @@ def test_composite_path_starts_as_the_identity_of_the_pasted_defect() -> None:
     batch = make_batch()
     f = model.forward_passes(batch)
     pasted, alpha = paste_feathered(batch.canvas.image, batch.donor.image, batch.donor.mask)
-    assert torch.allclose(f["pasted"], pasted)
-    assert torch.allclose(f["transfer"], pasted, atol=1e-5), "zero-initialised residual: X is the composite"
-    outside = f["m_t"] == 0
-    assert torch.equal(f["transfer"][outside], batch.canvas.image[outside]), "nothing changes outside the region"
-    assert bool((f["m_t"] >= (alpha > 0).float()).all()), "the region holds the whole pasted defect"
-    assert (f["pasted"] - batch.canvas.image).abs()[alpha.expand_as(pasted) > 0.5].mean() > 0.05
+    assert torch.allclose(f.pasted, pasted)
+    assert torch.allclose(f.transfer, pasted, atol=1e-5), "zero-initialised residual: X is the composite"
+    outside = f.m_t == 0
+    assert torch.equal(f.transfer[outside], batch.canvas.image[outside]), "nothing changes outside the region"
+    assert bool((f.m_t >= (alpha > 0).float()).all()), "the region holds the whole pasted defect"
+    assert (f.pasted - batch.canvas.image).abs()[alpha.expand_as(pasted) > 0.5].mean() > 0.05
 
 
 def test_composite_path_trains_and_refines_only_inside_the_region() -> None:
@@ -327,9 +327,9 @@ def test_composite_path_trains_and_refines_only_inside_the_region() -> None:
         losses, _ = iteration(model, batch, r1=False)
     assert "self_reg" in losses["g"] and all(torch.isfinite(v) for v in losses["g"].values())
     f = model.forward_passes(batch)
-    inside = f["m_t"].expand_as(f["transfer"]) > 0
-    assert (f["transfer"] - f["pasted"]).abs()[inside].max() > 0, "G has learned a residual"
-    assert torch.equal(f["transfer"][~inside], batch.canvas.image[~inside])
+    inside = f.m_t.expand_as(f.transfer) > 0
+    assert (f.transfer - f.pasted).abs()[inside].max() > 0, "G has learned a residual"
+    assert torch.equal(f.transfer[~inside], batch.canvas.image[~inside])
 
 
 def test_region_feather_fades_the_change_out_instead_of_a_hard_edge() -> None:
@@ -442,7 +442,7 @@ def test_residual_generator_trains_exports_and_matches_openvino(tmp_path: Path) 
     batch = make_batch()
     f = model.forward_passes(batch)
     expected, _ = paste_change(batch.canvas.image, batch.donor.image, batch.donor.mask)
-    assert torch.allclose(f["pasted"], expected) and torch.allclose(f["transfer"], expected, atol=2e-3), \
+    assert torch.allclose(f.pasted, expected) and torch.allclose(f.transfer, expected, atol=2e-3), \
         "G starts as the identity of the residual composite (up to the 1e-3 clamp of its logit skip)"
     losses, _ = iteration(model, batch, r1=False)
     assert all(torch.isfinite(v) for v in losses["g"].values())

@@ -129,8 +129,8 @@ def test_short_training_learns_reconstruction_and_a_local_mask(tmp_path: Path, o
             net, model.net = model.net, model.net_ema
             passes = model.forward_passes(val)
             model.net = net
-            mask = model.sample(val)["mask"]
-        return float((passes["reinserted"] - passes["a"]).abs().mean()), float(mask.mean())
+            mask = model.sample(val).mask
+        return float((passes.reinserted - passes.a).abs().mean()), float(mask.mean())
 
     rec_before, _ = measure()
     trainer = pl.Trainer(max_steps=120, logger=False, enable_checkpointing=False, enable_progress_bar=False,

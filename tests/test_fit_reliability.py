@@ -20,7 +20,8 @@ from anomalib_defectgan.cli import main as cli
 from anomalib_defectgan.commands.fit import RunCSVLogger, check_resume_checkpoint, run_version
 from anomalib_defectgan.data import make_synthetic_steel
 from anomalib_defectgan.errors import CheckpointError
-from anomalib_defectgan.models.defect_gan import DefectGan
+from anomalib_defectgan.models.defect_gan.loss import Critics, DefectGanLoss
+from anomalib_defectgan.models.defect_gan.passes import GanPasses
 from tests.test_defect_gan_training import FAST, TINY
 
 EVERY_2_STEPS = ["--trainer.callbacks.every_n_train_steps", "2"]
@@ -68,15 +69,18 @@ def train_steps(run: Path) -> list[int]:
 def test_nan_loss_stops_fit_and_keeps_the_last_good_checkpoint(world: Path, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    original = DefectGan.generator_losses
+    original = DefectGanLoss.generator_losses
+    calls = []  # one call per training step: the fourth is step 3
 
-    def nan_at_step_3(self: DefectGan, f: dict, ramp: torch.Tensor | float = 1.0) -> dict[str, torch.Tensor]:
-        losses = original(self, f, ramp)
-        if self.global_step == 3:
+    def nan_at_step_3(self: DefectGanLoss, f: GanPasses, critics: Critics,
+                      ramp: torch.Tensor | float = 1.0) -> dict[str, torch.Tensor]:
+        losses = original(self, f, critics, ramp)
+        calls.append(1)
+        if len(calls) == 4:
             losses["rec"] = losses["rec"] * float("nan")
         return losses
 
-    monkeypatch.setattr(DefectGan, "generator_losses", nan_at_step_3)
+    monkeypatch.setattr(DefectGanLoss, "generator_losses", nan_at_step_3)
     root = tmp_path / "run"
     # save_on_exception would checkpoint the diverged state: the guard must switch it off
     assert fit(world, root, 10, *EVERY_2_STEPS, "--trainer.callbacks.save_on_exception", "true") == 2

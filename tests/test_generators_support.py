@@ -73,7 +73,7 @@ def make_tiny_generator(root: Path, classes: tuple[str, ...] = ("scratch", "spot
         config["composite_mode"] = composite_mode
     if "canvas_skip" in inspect.signature(DefectGanNet).parameters:
         config["canvas_skip"] = True  # exercises aten::logit, which the OpenVINO export has to convert
-    from anomalib_defectgan.models.defect_gan.classifier import VersatileClassifier
+    from anomalib_defectgan.models.defect_gan.critic import VersatileClassifier
 
     v = VersatileClassifier(channels, len(classes) + 1, 1, width=4) if critic else None
     save_generator(DefectGanNet(**config), config, ["good", *classes], ["known"], crop_size, root, critic=v,

@@ -5,7 +5,7 @@ The evaluator is trained from scratch, in the run that uses it, on REAL crops of
 crops, at the generator's crop size and channel count. It has two heads, defect class (``good``
 included) and grade, on one shared feature vector (global average pool of the last conv block);
 that vector is the feature space of the Frechet distance. It is not the GAN's own auxiliary
-classifier (``models/defect_gan/classifier.py``): it never sees a generated image while training.
+classifier (``models/defect_gan/critic.py``): it never sees a generated image while training.
 """
 
 from __future__ import annotations

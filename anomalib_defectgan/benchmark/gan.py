@@ -77,13 +77,13 @@ def iterate(model: Any, batch: GanBatch, optimizers: tuple[Any, Any], step: int,
     r1_every = model.hparams.r1_every
     with torch.autocast(device_type=batch.donor.image.device.type, dtype=torch.bfloat16, enabled=bf16):
         passes = model.forward_passes(batch)
-        d_total = sum(model.discriminator_losses(passes, r1=r1_every > 0 and step % r1_every == 0).values())
+        d_total = sum(model.loss.discriminator_losses(passes, model.critics, r1=r1_every > 0 and step % r1_every == 0).values())
     opt_d.zero_grad(set_to_none=True)
     d_total.backward()
     opt_d.step()
     with torch.autocast(device_type=batch.donor.image.device.type, dtype=torch.bfloat16, enabled=bf16):
-        g_losses = model.generator_losses(passes)
-        g_total = sum(model.weights[name] * value for name, value in g_losses.items())
+        g_losses = model.loss.generator_losses(passes, model.critics)
+        g_total = model.loss.generator_total(g_losses)
     opt_g.zero_grad(set_to_none=True)
     g_total.backward()
     opt_g.step()

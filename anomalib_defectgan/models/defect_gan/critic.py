@@ -1,17 +1,21 @@
-"""Versatile classifier V: defect class (FG) and grade (BG) from an image.
+"""The critic V (the versatile classifier): defect class (FG) and grade (BG) from an image.
 
-Trained on real crops before the GAN starts, then frozen and used as a critic for the generator.
-Generated defects are judged by a separate evaluator, not by V
+Trained on real crops before the GAN starts (:func:`train_critic`), then frozen and used as a
+critic for the generator. Generated defects are judged by a separate evaluator, not by V
 (:mod:`anomalib_defectgan.benchmark.evaluator`, ``defectgan benchmark gan-quality``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from anomalib_defectgan.data.batch import GanBatch
+from anomalib_defectgan.errors import DefectGanError
 
 
 @dataclass
@@ -54,3 +58,49 @@ class VersatileClassifier(nn.Module):
         h = torch.cat([pooled, peak], dim=1)
         return ClassifierOutput(self.class_head(h), self.grade_head(h))
 
+
+
+def all_real(batch: GanBatch) -> tuple[Tensor, Tensor, Tensor]:
+    """All real crops of a batch with their class (donors' class, good otherwise) and grade."""
+    images = torch.cat([batch.donor.image, batch.canvas.image, batch.good.image])
+    classes = torch.cat([batch.donor.defect_class, torch.zeros_like(batch.canvas.defect_class),
+                         torch.zeros_like(batch.good.defect_class)])
+    grades = torch.cat([batch.donor.grade, batch.canvas.grade, batch.good.grade])
+    return images, classes, grades
+
+
+def train_critic(critic: VersatileClassifier, batches: Iterable[GanBatch], steps: int, lr: float,
+                 device: torch.device | str) -> float:
+    """Train V on real crops (donors with their class, canvases and goods as good), then freeze it.
+
+    Returns:
+        V's defect-class accuracy on the last batch.
+    """
+    critic.requires_grad_(True).train()
+    optimizer = torch.optim.Adam(critic.parameters(), lr=lr)
+    accuracy = 0.0
+    for _, batch in zip(range(steps), batches, strict=False):
+        images, classes, grades = all_real(batch.to(device))
+        out = critic(images)
+        loss = F.cross_entropy(out.class_logits, classes) + F.cross_entropy(out.grade_logits, grades)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        accuracy = float((out.class_logits.argmax(1) == classes).float().mean())
+    critic.requires_grad_(False).eval()
+    return accuracy
+
+
+def endless(loader: Iterable[GanBatch]) -> Iterator[GanBatch]:
+    """The loader's batches, epoch after epoch, for V's steps (which need not fit in one epoch).
+
+    Raises:
+        DefectGanError: The loader yields nothing.
+    """
+    while True:
+        yielded = False
+        for batch in loader:
+            yielded = True
+            yield batch
+        if not yielded:
+            raise DefectGanError("the training dataloader is empty")

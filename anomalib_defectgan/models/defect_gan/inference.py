@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from anomalib_defectgan.errors import DefectGanError
-from anomalib_defectgan.models.defect_gan.classifier import VersatileClassifier
+from anomalib_defectgan.models.defect_gan.critic import VersatileClassifier
 from anomalib_defectgan.models.defect_gan.torch_model import DefectCodes, DefectGanNet
 from anomalib_defectgan.utils.atomic import atomic_path, atomic_write_text
 
@@ -243,8 +243,10 @@ class DefectGanGenerator(nn.Module):
             images = images[None]
         if images.dim() != 4 or images.shape[1] != self.channels:
             raise DefectGanError(f"{what}: expected [B, {self.channels}, H, W] images, got {list(images.shape)}")
-        if images.shape[-1] % 8 or images.shape[-2] % 8:
-            raise DefectGanError(f"{what}: height and width must be multiples of 8, got {list(images.shape[-2:])}")
+        stride = self.net.code_stride
+        if images.shape[-1] % stride or images.shape[-2] % stride:
+            raise DefectGanError(f"{what}: height and width must be multiples of the GAN's code stride {stride}, "
+                                 f"got {list(images.shape[-2:])}")
         param = next(self.net.parameters())
         return images.to(device=param.device, dtype=param.dtype)
 

@@ -18,77 +18,32 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from anomalib_defectgan.data.batch import MASK_KIND_IDS, DefectBatch, GanBatch
 from anomalib_defectgan.errors import DefectGanError
-from anomalib_defectgan.models.defect_gan import loss as L
-from anomalib_defectgan.models.defect_gan.classifier import VersatileClassifier
+from anomalib_defectgan.models.defect_gan.critic import VersatileClassifier, endless, train_critic
 from anomalib_defectgan.models.defect_gan.discriminator import (
     CooccurrenceDiscriminator,
     LeakAdversary,
     MultiTaskDiscriminator,
-    sample_patches,
 )
-from anomalib_defectgan.models.defect_gan.torch_model import DefectGanNet, EncoderOutput
+from anomalib_defectgan.models.defect_gan.loss import Critics, DefectGanLoss, resolve_weights
+from anomalib_defectgan.models.defect_gan.passes import GanPasses, SamplePasses, forward_passes, sample_passes
+from anomalib_defectgan.models.defect_gan.sample_grid import write_sample_grid
+from anomalib_defectgan.models.defect_gan.torch_model import DefectGanNet
 
 logger = logging.getLogger(__name__)
 
 NET_ARGS = ("base_channels", "max_channels", "zd_channels", "sd_dim", "zt_dim", "w_dim", "embed_dim",
             "mapping_layers", "mask_bias", "canvas_skip", "code_levels", "defect_path", "composite_feather",
             "region_dilation", "region_feather", "composite_mode")
-
-
-def augment(images: Tensor, max_translation: float) -> Tensor:
-    """Light augmentation of discriminator inputs: random flips and integer translations.
-
-    Real and fake images get the same random distribution; it is differentiable (indexing on a
-    reflection-padded copy), so the generator is trained through it.
-    """
-    b, _, h, w = images.shape
-    device = images.device
-    shift = max(0, round(max_translation * min(h, w)))
-    padded = F.pad(images, (shift, shift, shift, shift), mode="reflect") if shift else images
-    rows = torch.arange(h, device=device)[None, :] + torch.randint(0, 2 * shift + 1, (b, 1), device=device)
-    cols = torch.arange(w, device=device)[None, :] + torch.randint(0, 2 * shift + 1, (b, 1), device=device)
-    flip_rows = torch.rand(b, 1, device=device) < 0.5
-    flip_cols = torch.rand(b, 1, device=device) < 0.5
-    rows = torch.where(flip_rows, rows.flip(1), rows)
-    cols = torch.where(flip_cols, cols.flip(1), cols)
-    batch = torch.arange(b, device=device)[:, None, None]
-    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # [B, H, W, C]
-    return out.permute(0, 3, 1, 2)
-
-
-def _split(enc: EncoderOutput, sizes: list[int]) -> list[EncoderOutput]:
-    """Split a batched encoder output into parts of the given sizes."""
-    parts: list[list[Any]] = [[] for _ in sizes]
-    for value in (enc.features, enc.z_d, enc.l8, enc.style_all, enc.z_t, enc.class_logits, enc.pooled_defect):
-        if isinstance(value, list):
-            pieces = list(zip(*(torch.split(v, sizes) for v in value), strict=True))
-            for i, piece in enumerate(pieces):
-                parts[i].append(list(piece))
-        else:
-            for i, piece in enumerate(torch.split(value, sizes)):
-                parts[i].append(piece)
-    return [EncoderOutput(*p) for p in parts]
-
-
-def _cat(parts: list[EncoderOutput]) -> EncoderOutput:
-    """Concatenate encoder outputs along the batch (the inverse of :func:`_split`)."""
-    values = []
-    for name in ("features", "z_d", "l8", "style_all", "z_t", "class_logits", "pooled_defect"):
-        pieces = [getattr(part, name) for part in parts]
-        values.append([torch.cat(level) for level in zip(*pieces, strict=True)] if isinstance(pieces[0], list)
-                      else torch.cat(pieces))
-    return EncoderOutput(*values)
 
 
 class DefectGan(pl.LightningModule):
@@ -213,7 +168,9 @@ class DefectGan(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
-        self.weights = L.resolve_weights(loss_weights)
+        self.weights = resolve_weights(loss_weights)
+        self.loss = DefectGanLoss(self.weights, augment_translation, patches_per_image, r1_gamma,
+                                  cooccurrence_r1_gamma, r1_every, min_mask_area, max_mask_area)
         self._sample_batch: GanBatch | None = None
         self.built = False
         if classes and grades and channels and crop_size:
@@ -321,36 +278,17 @@ class DefectGan(pl.LightningModule):
                 for tensor in [*self.classifier.parameters(), *self.classifier.buffers()]:
                     torch.distributed.broadcast(tensor.data, src=0)
 
-    def _classifier_batches(self) -> Any:
+    def _classifier_batches(self) -> Iterator[GanBatch]:
         datamodule = getattr(self.trainer, "datamodule", None)
-        loader = datamodule.train_dataloader() if datamodule is not None else self.trainer.train_dataloader
-        while True:
-            yielded = False
-            for batch in loader:
-                yielded = True
-                yield batch
-            if not yielded:
-                raise DefectGanError("the training dataloader is empty")
+        return endless(datamodule.train_dataloader() if datamodule is not None else self.trainer.train_dataloader)
 
     def train_classifier(self, batches: Any, steps: int) -> float:
-        """Train V on real crops (donors with their class, canvases and goods as good), then freeze it.
+        """Train the critic V on real crops, then freeze it (:func:`~.critic.train_critic`).
 
         Returns:
             V's defect-class accuracy on the last batch.
         """
-        self.classifier.requires_grad_(True).train()
-        optimizer = torch.optim.Adam(self.classifier.parameters(), lr=self.hparams.classifier_lr)
-        accuracy = 0.0
-        for _, batch in zip(range(steps), batches, strict=False):
-            batch = batch.to(self.device)
-            images, classes, grades = _all_real(batch)
-            out = self.classifier(images)
-            loss = F.cross_entropy(out.class_logits, classes) + F.cross_entropy(out.grade_logits, grades)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            accuracy = float((out.class_logits.argmax(1) == classes).float().mean())
-        self.classifier.requires_grad_(False).eval()
+        accuracy = train_critic(self.classifier, batches, steps, self.hparams.classifier_lr, self.device)
         self.classifier_trained.fill_(True)
         for log in self.loggers:
             log.log_metrics({"classifier/train_accuracy": accuracy}, step=self.global_step)
@@ -370,199 +308,16 @@ class DefectGan(pl.LightningModule):
         has_gt = (donor.mask_kind != MASK_KIND_IDS["none"]).float()
         return (has_gt + (1.0 - has_gt) * ramp).mean()
 
-    def forward_passes(self, batch: GanBatch) -> dict[str, Any]:
-        """Restore, transfer, identity, re-insert and cycle passes of one iteration."""
-        if self.net.composite_path:
-            return self.composite_passes(batch)
-        net, h = self.net, self.hparams
-        donor, canvas, good = batch.donor, batch.canvas, batch.good
-        n = min(len(donor), len(canvas))
-        a, k, p = donor.image[:n], donor.defect_class[:n], donor.grade[:n]
-        b, q = canvas.image[:n], canvas.grade[:n]
-        goods, q_n = good.image, good.grade
-        zeros = torch.zeros_like(k)
-
-        def drop(grade: Tensor) -> Tensor:
-            unknown = torch.full_like(grade, net.unknown_grade)
-            return torch.where(torch.rand(grade.shape, device=grade.device) < h.grade_dropout, unknown, grade)
-
-        images = torch.cat([a, b, goods])
-        enc = net.encode(images)
-        enc_a, enc_b, enc_n = _split(enc, [n, n, len(goods)])
-        s_a = enc_a.style(k)
-        first = net.decode(
-            images, enc,
-            torch.cat([enc_a.z_d, enc_a.z_d, enc_n.z_d]), torch.cat([enc_a.l8, enc_a.l8, enc_n.l8]),
-            torch.cat([torch.zeros_like(s_a), s_a, enc_n.style(torch.zeros_like(q_n))]),
-            torch.cat([zeros, k, torch.zeros_like(q_n)]), drop(torch.cat([p, q, q_n])))
-        restored, transfer, identity = torch.split(first.image, [n, n, len(goods)])
-        m_r, m_t, m_n = torch.split(first.mask, [n, n, len(goods)])
-        noisy = (restored.detach() + h.reinsert_noise * torch.randn_like(restored)).clamp(0.0, 1.0)
-        second_in = torch.cat([noisy, transfer])
-        enc2 = net.encode(second_in)
-        _, enc_x = _split(enc2, [n, n])
-        second = net.decode(second_in, enc2, torch.cat([enc_a.z_d, enc_x.z_d]), torch.cat([enc_a.l8, enc_x.l8]),
-                            torch.cat([s_a, torch.zeros_like(s_a)]), torch.cat([k, zeros]), drop(torch.cat([p, q])))
-        reinserted, cycled = torch.split(second.image, [n, n])
-        m_cycle = second.mask[n:]
-        region = torch.where((donor.mask_kind[:n] != MASK_KIND_IDS["none"])[:, None, None, None],
-                             donor.mask[:n], m_r.detach())
-        return {
-            "n": n, "a": a, "b": b, "goods": goods, "k": k, "p": p, "q": q, "q_n": q_n,
-            "enc": enc, "enc_a": enc_a, "enc_b": enc_b, "enc_n": enc_n, "enc_x": enc_x, "s_a": s_a,
-            "restore_logits": first.mask_logits[:n], "transfer_logits": first.mask_logits[n:2 * n],
-            "restored": restored, "transfer": transfer, "identity": identity,
-            "m_r": m_r, "m_t": m_t, "m_n": m_n, "reinserted": reinserted, "cycled": cycled, "m_cycle": m_cycle,
-            "region": region, "gt": donor.mask[:n], "kind": donor.mask_kind[:n],
-        }
-
-    def _drop_grade(self, grade: Tensor) -> Tensor:
-        """Replace each grade by 'unknown grade' with probability ``grade_dropout``."""
-        unknown = torch.full_like(grade, self.net.unknown_grade)
-        return torch.where(torch.rand(grade.shape, device=grade.device) < self.hparams.grade_dropout, unknown, grade)
-
-    def composite_passes(self, batch: GanBatch) -> dict[str, Any]:
-        """The passes of ``defect_path="composite"``: the donor's real pixels are pasted, G refines.
-
-        1. Restore ``A_hat`` and identity ``N_tilde`` as in the code path (G's own mask).
-        2. Transfer ``X = G(paste(A -> B))`` in the pasted region; paired target
-           ``A_rec = G(paste(jitter(A) -> stopgrad(A_hat)))`` must rebuild ``A``.
-        3. Cycle ``B_tilde = G(X, code(X), 0, good, q)``.
-        """
-        net, h = self.net, self.hparams
-        donor, canvas, good = batch.donor, batch.canvas, batch.good
-        n = min(len(donor), len(canvas))
-        a, k, p = donor.image[:n], donor.defect_class[:n], donor.grade[:n]
-        b, q = canvas.image[:n], canvas.grade[:n]
-        goods, q_n = good.image, good.grade
-        zeros, zeros_n = torch.zeros_like(k), torch.zeros_like(q_n)
-        enc = net.encode(torch.cat([a, b, goods]))
-        enc_a, enc_b, enc_n = _split(enc, [n, n, len(goods)])
-        s_a = enc_a.style(k)
-        restore_in = torch.cat([a, goods])
-        enc_r = _cat([enc_a, enc_n])
-        first = net.decode(restore_in, enc_r, enc_r.z_d, enc_r.l8,
-                           torch.cat([torch.zeros_like(s_a), enc_n.style(zeros_n)]), torch.cat([zeros, zeros_n]),
-                           self._drop_grade(torch.cat([p, q_n])))
-        restored, identity = torch.split(first.image, [n, len(goods)])
-        m_r, m_n = torch.split(first.mask, [n, len(goods)])
-        has_gt = (donor.mask_kind[:n] != MASK_KIND_IDS["none"])[:, None, None, None]
-        defect = torch.where(has_gt, donor.mask[:n], (m_r.detach() > 0.5).to(a.dtype))
-        gain = 1.0 + h.contrast_jitter * (2.0 * torch.rand(n, 1, 1, 1, device=a.device) - 1.0)
-        background = (a * (1.0 - defect)).sum(dim=(2, 3), keepdim=True) / (1.0 - defect).sum(
-            dim=(2, 3), keepdim=True).clamp_min(1.0)
-        jittered = (background + gain * (a - background)).clamp(0.0, 1.0)
-        paired_in, paired_region = net.composite(restored.detach(), jittered, defect)
-        pasted, region = net.composite(b, a, defect)
-        second_in = torch.cat([paired_in, pasted])
-        enc2 = net.encode(second_in)
-        second = net.decode(second_in, enc2, torch.cat([enc_a.z_d, enc_a.z_d]), torch.cat([enc_a.l8, enc_a.l8]),
-                            torch.cat([s_a, s_a]), torch.cat([k, k]), self._drop_grade(torch.cat([p, q])),
-                            torch.cat([paired_region, region]))
-        reinserted, transfer = torch.split(second.image, [n, n])
-        enc_x = net.encode(transfer)
-        cycle = net.decode(transfer, enc_x, enc_x.z_d, enc_x.l8, torch.zeros_like(s_a), zeros, self._drop_grade(q))
-        return {
-            "n": n, "a": a, "b": b, "goods": goods, "k": k, "p": p, "q": q, "q_n": q_n,
-            "enc": enc, "enc_a": enc_a, "enc_b": enc_b, "enc_n": enc_n, "enc_x": enc_x, "s_a": s_a,
-            "restore_logits": first.mask_logits[:n], "transfer_logits": second.mask_logits[n:],
-            "restored": restored, "transfer": transfer, "identity": identity,
-            "m_r": m_r, "m_t": region, "m_n": m_n, "reinserted": reinserted, "cycled": cycle.image,
-            "m_cycle": cycle.mask, "region": paired_region,
-            "gt": donor.mask[:n], "kind": donor.mask_kind[:n], "pasted": pasted,
-        }
-
-    def _real_and_fake(self, f: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-        zeros_n, zeros_g = torch.zeros_like(f["k"]), torch.zeros_like(f["q_n"])
-        real = torch.cat([f["a"], f["b"], f["goods"]])
-        real_k = torch.cat([f["k"], zeros_n, zeros_g])
-        real_q = torch.cat([f["p"], f["q"], f["q_n"]])
-        fake = torch.cat([f["transfer"], f["restored"], f["reinserted"]])
-        fake_k = torch.cat([f["k"], zeros_n, f["k"]])
-        fake_q = torch.cat([f["q"], f["p"], f["p"]])
-        return real, real_k, real_q, fake, fake_k, fake_q
-
-    def discriminator_losses(self, f: dict[str, Any], r1: bool) -> dict[str, Tensor]:
-        """Losses of the multi-task and co-occurrence discriminators (fakes detached)."""
+    def forward_passes(self, batch: GanBatch) -> GanPasses:
+        """Restore, transfer, identity, re-insert and cycle passes of one iteration (:mod:`.passes`)."""
         h = self.hparams
-        t = h.augment_translation
-        real, real_k, real_q, fake, fake_k, fake_q = self._real_and_fake(f)
-        d_real = self.discriminator(augment(real, t), real_k, real_q)
-        d_fake = self.discriminator(augment(fake.detach(), t), fake_k, fake_q)
-        losses = {
-            "d_adv": L.discriminator_adversarial(d_real.adversarial, d_fake.adversarial),
-            "d_class": F.cross_entropy(d_real.class_logits, real_k),
-            "d_grade": F.cross_entropy(d_real.grade_logits, real_q),
-        }
-        count = h.patches_per_image
-        reference = sample_patches(f["a"], f["region"], count, self.patch)
-        real_query = sample_patches(f["a"], f["region"], count, self.patch)
-        fake_query = sample_patches(f["transfer"].detach(), f["m_t"].detach(), count, self.patch)
-        losses["d_cooc"] = L.discriminator_adversarial(self.cooccurrence(real_query, reference),
-                                                       self.cooccurrence(fake_query, reference))
-        if r1:
-            with torch.autocast(device_type=self.device.type, enabled=False):
-                real_in = augment(real.float(), t).detach().requires_grad_(True)
-                penalty = L.r1_penalty(self.discriminator(real_in, real_k, real_q).adversarial, real_in)
-                query_in = real_query.float().detach().requires_grad_(True)
-                cooc_penalty = L.r1_penalty(self.cooccurrence(query_in, reference.float()), query_in)
-            losses["d_r1"] = penalty * (h.r1_gamma / 2.0 * h.r1_every)
-            losses["d_cooc_r1"] = cooc_penalty * (h.cooccurrence_r1_gamma / 2.0 * h.r1_every)
-        return losses
+        return forward_passes(self.net, batch, h.grade_dropout, h.reinsert_noise, h.contrast_jitter)
 
-    def generator_losses(self, f: dict[str, Any], ramp: Tensor | float = 1.0) -> dict[str, Tensor]:
-        """Unweighted generator-side loss terms (see :data:`loss.DEFAULT_WEIGHTS`)."""
-        h = self.hparams
-        t = h.augment_translation
-        n, k, p, q = f["n"], f["k"], f["p"], f["q"]
-        zeros = torch.zeros_like(k)
-        _, _, _, fake, fake_k, fake_q = self._real_and_fake(f)
-        d_fake = self.discriminator(augment(fake, t), fake_k, fake_q)
-        adv_x, adv_r, adv_rec = torch.split(d_fake.adversarial, [n, n, n])
-        cls_x, cls_r, _ = torch.split(d_fake.class_logits, [n, n, n])
-        grd_x, grd_r, _ = torch.split(d_fake.grade_logits, [n, n, n])
-        enc_a, enc_b, enc_x = f["enc_a"], f["enc_b"], f["enc_x"]
-        losses = {
-            "adv_transfer": L.generator_adversarial(adv_x),
-            "adv_restore": L.generator_adversarial(adv_r),
-            "adv_reinsert": L.generator_adversarial(adv_rec),
-            "rec": F.l1_loss(f["reinserted"], f["a"]),
-            "rec_masked": L.masked_l1(f["reinserted"], f["a"], f["region"]) * ramp,
-            "cycle": F.l1_loss(f["cycled"], f["b"]),
-            "identity": F.l1_loss(f["identity"], f["goods"]),
-            "identity_mask": f["m_n"].mean(),
-            "mask_cycle": (f["m_cycle"] - f["m_t"]).abs().mean() * ramp,
-            "mask_area": (L.area_prior(f["m_t"], f["gt"], f["kind"], h.min_mask_area, h.max_mask_area)
-                          + L.area_prior(f["m_r"], f["gt"], f["kind"], h.min_mask_area, h.max_mask_area)).mean()
-            * ramp,
-            "mask_binary": L.binary_prior(f["m_t"]) + L.binary_prior(f["m_r"]),
-            "latent": (enc_x.z_d - enc_a.z_d.detach()).abs().mean()
-            + (enc_x.style(k) - f["s_a"].detach()).abs().mean()
-            + (1.0 - (enc_x.z_t * enc_b.z_t.detach()).sum(dim=1)).mean(),
-            "d_heads": F.cross_entropy(cls_x, k) + F.cross_entropy(grd_x, q) + F.cross_entropy(cls_r, zeros)
-            + F.cross_entropy(grd_r, p),
-        }
-        if bool(self.classifier_trained) and self.weights["v_critic"] > 0:
-            v = self.classifier(torch.cat([f["transfer"], f["restored"]]))
-            losses["v_critic"] = F.cross_entropy(v.class_logits, torch.cat([k, zeros])) + F.cross_entropy(
-                v.grade_logits, torch.cat([q, p]))
-        reference = sample_patches(f["a"], f["region"], h.patches_per_image, self.patch)
-        query = sample_patches(f["transfer"], f["m_t"], h.patches_per_image, self.patch)
-        losses["cooccurrence"] = L.generator_adversarial(self.cooccurrence(query, reference)) * ramp
-        enc = f["enc"]
-        all_classes = torch.cat([k, zeros, torch.zeros_like(f["q_n"])])
-        losses["leak"] = F.cross_entropy(self.leak_class(enc.z_t), all_classes) + F.cross_entropy(
-            self.leak_grade(enc_a.z_d.mean(dim=(2, 3))), p)
-        losses["mask_supervision"] = (
-            L.mask_supervision(f["restore_logits"], f["gt"], f["kind"])
-            + L.mask_supervision(f["transfer_logits"], f["gt"], f["kind"])
-            + L.mask_supervision(enc_a.l8, f["gt"], f["kind"]))
-        if "pasted" in f:
-            losses["self_reg"] = L.masked_l1(f["transfer"], f["pasted"], f["m_t"])
-            if self.weights["plate"] > 0:  # off by default: not computed on every step for nothing
-                losses["plate"] = L.plate_penalty(f["transfer"], f["pasted"], f["m_t"])
-        losses["encoder_class"] = F.cross_entropy(enc.class_logits, all_classes)
-        return losses
+    @property
+    def critics(self) -> Critics:
+        """The networks the losses judge the generator with (V only once it is trained)."""
+        return Critics(self.discriminator, self.cooccurrence, self.leak_class, self.leak_grade,
+                       self.classifier if bool(self.classifier_trained) else None, self.patch)
 
     def training_step(self, batch: GanBatch, batch_idx: int) -> None:
         """One D step and one G step (manual optimisation), then the EMA update."""
@@ -573,7 +328,7 @@ class DefectGan(pl.LightningModule):
         ramp = self._mask_ramp(batch.donor)
 
         self.toggle_optimizer(opt_d)
-        d_losses = self.discriminator_losses(f, r1=h.r1_every > 0 and step % h.r1_every == 0)
+        d_losses = self.loss.discriminator_losses(f, self.critics, r1=h.r1_every > 0 and step % h.r1_every == 0)
         d_total = sum(d_losses.values())
         opt_d.zero_grad(set_to_none=True)
         self._backward(d_total)
@@ -582,8 +337,8 @@ class DefectGan(pl.LightningModule):
         self.untoggle_optimizer(opt_d)
 
         self.toggle_optimizer(opt_g)
-        g_losses = self.generator_losses(f, ramp)
-        g_total = sum(self.weights[name] * value for name, value in g_losses.items())
+        g_losses = self.loss.generator_losses(f, self.critics, ramp)
+        g_total = self.loss.generator_total(g_losses)
         opt_g.zero_grad(set_to_none=True)
         self._backward(g_total)
         opt_g.step()
@@ -592,10 +347,10 @@ class DefectGan(pl.LightningModule):
 
         logs = {f"train/{name}": value.detach() for name, value in {**d_losses, **g_losses}.items()}
         logs.update({"train/d_total": d_total.detach(), "train/g_total": g_total.detach(),
-                     "train/mask_transfer": f["m_t"].detach().mean(), "train/mask_ramp": torch.as_tensor(ramp)})
-        self.log_dict(logs, batch_size=f["n"])
+                     "train/mask_transfer": f.m_t.detach().mean(), "train/mask_ramp": torch.as_tensor(ramp)})
+        self.log_dict(logs, batch_size=f.n)
         self.log_dict({"g": g_total.detach(), "d": d_total.detach(), "rec": g_losses["rec"].detach()},
-                      prog_bar=True, logger=False, batch_size=f["n"])
+                      prog_bar=True, logger=False, batch_size=f.n)
 
     @torch.no_grad()
     def update_ema(self) -> None:
@@ -613,69 +368,29 @@ class DefectGan(pl.LightningModule):
     def validation_step(self, batch: GanBatch, batch_idx: int) -> None:
         """Reconstruction and mask statistics of the EMA model on the fixed validation batch."""
         out = self.sample(batch)
-        self.log_dict({"val/transfer_mask": out["mask"].mean(), "val/restore_l1": (out["restored"] - batch.donor.image[
-            : len(out["restored"])]).abs().mean(), "val/identity_l1": out["identity_l1"]}, batch_size=len(batch.donor))
+        self.log_dict({"val/transfer_mask": out.mask.mean(),
+                       "val/restore_l1": (out.restored - batch.donor.image[: len(out.restored)]).abs().mean(),
+                       "val/identity_l1": out.identity_l1}, batch_size=len(batch.donor))
 
-    @torch.no_grad()
-    def sample(self, batch: GanBatch, net: DefectGanNet | None = None) -> dict[str, Tensor]:
+    def sample(self, batch: GanBatch, net: DefectGanNet | None = None) -> SamplePasses:
         """Transfer donors onto canvases and restore donors with the EMA (or given) network."""
-        net = net or self.net_ema
-        n = min(len(batch.donor), len(batch.canvas))
-        donor, canvas = batch.donor.image[:n], batch.canvas.image[:n]
-        k, p, q = batch.donor.defect_class[:n], batch.donor.grade[:n], batch.canvas.grade[:n]
-        enc_a = net.encode(donor)
-        s_a = enc_a.style(k)
-        zeros = torch.zeros_like(k)
-        restored = net.decode(donor, enc_a, enc_a.z_d, enc_a.l8, torch.zeros_like(s_a), zeros, p)
-        has_gt = (batch.donor.mask_kind[:n] != MASK_KIND_IDS["none"])[:, None, None, None]
-        donor_mask = torch.where(has_gt, batch.donor.mask[:n], (restored.mask > 0.5).to(donor.dtype))
-        transfer = net.transfer(canvas, enc_a.z_d, enc_a.l8, s_a, k, q, donor, donor_mask)
-        if net.composite_path:
-            from anomalib_defectgan.data.blending import changed_mask
-
-            pasted = net.composite(canvas, donor, donor_mask)[0]
-            label = changed_mask(transfer.image, canvas).to(canvas.dtype)
-        else:
-            pasted, label = canvas, transfer.mask
-        enc_n = net.encode(batch.good.image)
-        zeros_n = torch.zeros_like(batch.good.grade)
-        identity = net.decode(batch.good.image, enc_n, enc_n.z_d, enc_n.l8, enc_n.style(zeros_n), zeros_n,
-                              batch.good.grade)
-        return {"donor": donor, "canvas": canvas, "pasted": pasted, "transfer": transfer.image, "mask": label,
-                "restored": restored.image, "restore_mask": restored.mask,
-                "identity_l1": (identity.image - batch.good.image).abs().mean()}
+        return sample_passes(net or self.net_ema, batch)
 
     def _log_dir(self) -> Path:
         trainer = self.trainer
         return Path(trainer.log_dir or trainer.default_root_dir)
 
     def save_sample_grid(self, name: str, batch: GanBatch | None = None, log_dir: Path | None = None) -> Path | None:
-        """Write a PNG grid (donor | canvas | pasted | transfer | mask | restored) under ``<log_dir>/samples``.
-
-        ``pasted`` is the donor's defect pasted onto the canvas (the canvas itself for the code path).
-        """
-        from torchvision.utils import make_grid
-
-        from anomalib_defectgan.data.image_io import write_image
-
+        """Write the sample grid (:mod:`.sample_grid`) as ``<log_dir>/samples/<name>.png`` and to TensorBoard."""
         batch = batch or self._sample_batch
         if batch is None:
             return None
-        batch = batch.to(self.device)
-        out = self.sample(batch)
-        count = min(self.hparams.sample_count, len(out["donor"]))
-        channels = out["donor"].shape[1]
-        columns = [out["donor"], out["canvas"], out["pasted"], out["transfer"], out["mask"].expand(-1, channels, -1, -1),
-                   out["restored"]]
-        tiles = torch.stack([c[:count].float().cpu() for c in columns], dim=1).flatten(0, 1)
-        grid = make_grid(tiles, nrow=len(columns), padding=2, pad_value=1.0)
-        array = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
         path = (log_dir or self._log_dir()) / "samples" / f"{name}.png"
-        write_image(path, array[..., 0] if channels == 1 else np.ascontiguousarray(array))
+        grid = write_sample_grid(self.sample(batch.to(self.device)), path, self.hparams.sample_count)
         for log in self.loggers:
             experiment = getattr(log, "experiment", None)
             if hasattr(experiment, "add_image"):
-                experiment.add_image("samples", grid.clamp(0, 1), global_step=self.global_step)
+                experiment.add_image("samples", grid, global_step=self.global_step)
         return path
 
     def on_train_batch_end(self, outputs: Any, batch: GanBatch, batch_idx: int) -> None:
@@ -709,11 +424,3 @@ class DefectGan(pl.LightningModule):
         return save_generator(self.net_ema, self.net_config(), h.classes, h.grades, h.crop_size, out_dir,
                               critic=critic, critic_width=h.classifier_width)
 
-
-def _all_real(batch: GanBatch) -> tuple[Tensor, Tensor, Tensor]:
-    """All real crops of a batch with their class (donors' class, good otherwise) and grade."""
-    images = torch.cat([batch.donor.image, batch.canvas.image, batch.good.image])
-    classes = torch.cat([batch.donor.defect_class, torch.zeros_like(batch.canvas.defect_class),
-                         torch.zeros_like(batch.good.defect_class)])
-    grades = torch.cat([batch.donor.grade, batch.canvas.grade, batch.good.grade])
-    return images, classes, grades

@@ -1,13 +1,32 @@
-"""Loss terms of the defect-transfer GAN and their default weights (docs/design.md, "Losses and their default weights")."""
+"""Losses of the defect-transfer GAN: the terms, their default weights, and their assembly.
+
+:class:`DefectGanLoss` assembles the discriminator and generator losses of one iteration from its
+passes (:class:`~anomalib_defectgan.models.defect_gan.passes.GanPasses`), as anomalib's
+``DraemLoss`` does for DRAEM; the terms and weights are documented in docs/design.md ("Losses and
+their default weights").
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from anomalib_defectgan.data.batch import MASK_KIND_IDS
 from anomalib_defectgan.errors import DefectGanError
+from anomalib_defectgan.models.defect_gan.discriminator import sample_patches
+
+if TYPE_CHECKING:
+    from anomalib_defectgan.models.defect_gan.critic import VersatileClassifier
+    from anomalib_defectgan.models.defect_gan.discriminator import (
+        CooccurrenceDiscriminator,
+        LeakAdversary,
+        MultiTaskDiscriminator,
+    )
+    from anomalib_defectgan.models.defect_gan.passes import GanPasses
 
 #: Generator-side weights: the start values of the original target design, plus the composite
 #: path's ``self_reg`` and ``plate`` (docs/design.md, "Losses and their default weights"). Override
@@ -128,3 +147,163 @@ def area_prior(mask: Tensor, target: Tensor, mask_kind: Tensor, min_area: float,
 def binary_prior(mask: Tensor) -> Tensor:
     """``m * (1 - m)``, zero for a hard 0/1 mask; mean over the batch."""
     return (mask * (1.0 - mask)).mean()
+
+
+def augment(images: Tensor, max_translation: float) -> Tensor:
+    """Light augmentation of discriminator inputs: random flips and integer translations.
+
+    Real and fake images get the same random distribution; it is differentiable (indexing on a
+    reflection-padded copy), so the generator is trained through it.
+    """
+    b, _, h, w = images.shape
+    device = images.device
+    shift = max(0, round(max_translation * min(h, w)))
+    padded = F.pad(images, (shift, shift, shift, shift), mode="reflect") if shift else images
+    rows = torch.arange(h, device=device)[None, :] + torch.randint(0, 2 * shift + 1, (b, 1), device=device)
+    cols = torch.arange(w, device=device)[None, :] + torch.randint(0, 2 * shift + 1, (b, 1), device=device)
+    flip_rows = torch.rand(b, 1, device=device) < 0.5
+    flip_cols = torch.rand(b, 1, device=device) < 0.5
+    rows = torch.where(flip_rows, rows.flip(1), rows)
+    cols = torch.where(flip_cols, cols.flip(1), cols)
+    batch = torch.arange(b, device=device)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # [B, H, W, C]
+    return out.permute(0, 3, 1, 2)
+
+
+@dataclass
+class Critics:
+    """The networks that judge the generator (they belong to the Lightning module, not to the loss).
+
+    Attributes:
+        discriminator: The multi-task D (real/fake, class, grade).
+        cooccurrence: The defect co-occurrence patch D.
+        leak_class: Adversary guessing the class from the texture code.
+        leak_grade: Adversary guessing the grade from the defect code.
+        critic: The frozen versatile classifier V (None: not trained, or its weight is 0).
+        patch: Side of the co-occurrence patches.
+    """
+
+    discriminator: MultiTaskDiscriminator
+    cooccurrence: CooccurrenceDiscriminator
+    leak_class: LeakAdversary
+    leak_grade: LeakAdversary
+    critic: VersatileClassifier | None
+    patch: int
+
+
+class DefectGanLoss(nn.Module):
+    """The discriminator and generator losses of one DefectGan iteration.
+
+    Args:
+        weights: Generator-side weights (:func:`resolve_weights`).
+        augment_translation: Max translation (fraction of size) of the discriminator augmentation.
+        patches_per_image: Co-occurrence query and reference patches per image.
+        r1_gamma: R1 weight of the main discriminator.
+        cooccurrence_r1_gamma: R1 weight of the co-occurrence discriminator.
+        r1_every: Lazy R1 interval (the penalty is scaled by it).
+        min_mask_area: Area prior lower bound for rows without a ground-truth mask.
+        max_mask_area: Area prior upper bound for rows without a ground-truth mask.
+    """
+
+    def __init__(self, weights: dict[str, float], augment_translation: float, patches_per_image: int,
+                 r1_gamma: float, cooccurrence_r1_gamma: float, r1_every: int, min_mask_area: float,
+                 max_mask_area: float) -> None:
+        super().__init__()
+        self.weights = weights
+        self.translation = augment_translation
+        self.patches = patches_per_image
+        self.r1_gamma, self.cooccurrence_r1_gamma, self.r1_every = r1_gamma, cooccurrence_r1_gamma, r1_every
+        self.min_mask_area, self.max_mask_area = min_mask_area, max_mask_area
+
+    @staticmethod
+    def _real_and_fake(f: GanPasses) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        zeros_n, zeros_g = torch.zeros_like(f.k), torch.zeros_like(f.q_n)
+        real = torch.cat([f.a, f.b, f.goods])
+        real_k = torch.cat([f.k, zeros_n, zeros_g])
+        real_q = torch.cat([f.p, f.q, f.q_n])
+        fake = torch.cat([f.transfer, f.restored, f.reinserted])
+        fake_k = torch.cat([f.k, zeros_n, f.k])
+        fake_q = torch.cat([f.q, f.p, f.p])
+        return real, real_k, real_q, fake, fake_k, fake_q
+
+    def discriminator_losses(self, f: GanPasses, critics: Critics, r1: bool) -> dict[str, Tensor]:
+        """Losses of the multi-task and co-occurrence discriminators (fakes detached)."""
+        t = self.translation
+        real, real_k, real_q, fake, fake_k, fake_q = self._real_and_fake(f)
+        d_real = critics.discriminator(augment(real, t), real_k, real_q)
+        d_fake = critics.discriminator(augment(fake.detach(), t), fake_k, fake_q)
+        losses = {
+            "d_adv": discriminator_adversarial(d_real.adversarial, d_fake.adversarial),
+            "d_class": F.cross_entropy(d_real.class_logits, real_k),
+            "d_grade": F.cross_entropy(d_real.grade_logits, real_q),
+        }
+        reference = sample_patches(f.a, f.region, self.patches, critics.patch)
+        real_query = sample_patches(f.a, f.region, self.patches, critics.patch)
+        fake_query = sample_patches(f.transfer.detach(), f.m_t.detach(), self.patches, critics.patch)
+        losses["d_cooc"] = discriminator_adversarial(critics.cooccurrence(real_query, reference),
+                                                     critics.cooccurrence(fake_query, reference))
+        if r1:
+            with torch.autocast(device_type=real.device.type, enabled=False):
+                real_in = augment(real.float(), t).detach().requires_grad_(True)
+                penalty = r1_penalty(critics.discriminator(real_in, real_k, real_q).adversarial, real_in)
+                query_in = real_query.float().detach().requires_grad_(True)
+                cooc_penalty = r1_penalty(critics.cooccurrence(query_in, reference.float()), query_in)
+            losses["d_r1"] = penalty * (self.r1_gamma / 2.0 * self.r1_every)
+            losses["d_cooc_r1"] = cooc_penalty * (self.cooccurrence_r1_gamma / 2.0 * self.r1_every)
+        return losses
+
+    def generator_losses(self, f: GanPasses, critics: Critics, ramp: Tensor | float = 1.0) -> dict[str, Tensor]:
+        """Unweighted generator-side loss terms (see :data:`DEFAULT_WEIGHTS`)."""
+        n, k, p, q = f.n, f.k, f.p, f.q
+        zeros = torch.zeros_like(k)
+        _, _, _, fake, fake_k, fake_q = self._real_and_fake(f)
+        d_fake = critics.discriminator(augment(fake, self.translation), fake_k, fake_q)
+        adv_x, adv_r, adv_rec = torch.split(d_fake.adversarial, [n, n, n])
+        cls_x, cls_r, _ = torch.split(d_fake.class_logits, [n, n, n])
+        grd_x, grd_r, _ = torch.split(d_fake.grade_logits, [n, n, n])
+        enc_a, enc_b, enc_x = f.enc_a, f.enc_b, f.enc_x
+        # The terms are built in this order on purpose: autograd's order follows it, and another
+        # order sums shared gradients differently (the same seed then trains to other last bits).
+        losses = {
+            "adv_transfer": generator_adversarial(adv_x),
+            "adv_restore": generator_adversarial(adv_r),
+            "adv_reinsert": generator_adversarial(adv_rec),
+            "rec": F.l1_loss(f.reinserted, f.a),
+            "rec_masked": masked_l1(f.reinserted, f.a, f.region) * ramp,
+            "cycle": F.l1_loss(f.cycled, f.b),
+            "identity": F.l1_loss(f.identity, f.goods),
+            "identity_mask": f.m_n.mean(),
+            "mask_cycle": (f.m_cycle - f.m_t).abs().mean() * ramp,
+            "mask_area": (area_prior(f.m_t, f.gt, f.kind, self.min_mask_area, self.max_mask_area)
+                          + area_prior(f.m_r, f.gt, f.kind, self.min_mask_area, self.max_mask_area)).mean() * ramp,
+            "mask_binary": binary_prior(f.m_t) + binary_prior(f.m_r),
+            "latent": (enc_x.z_d - enc_a.z_d.detach()).abs().mean()
+            + (enc_x.style(k) - f.s_a.detach()).abs().mean()
+            + (1.0 - (enc_x.z_t * enc_b.z_t.detach()).sum(dim=1)).mean(),
+            "d_heads": F.cross_entropy(cls_x, k) + F.cross_entropy(grd_x, q) + F.cross_entropy(cls_r, zeros)
+            + F.cross_entropy(grd_r, p),
+        }
+        if critics.critic is not None and self.weights["v_critic"] > 0:
+            v = critics.critic(torch.cat([f.transfer, f.restored]))
+            losses["v_critic"] = F.cross_entropy(v.class_logits, torch.cat([k, zeros])) + F.cross_entropy(
+                v.grade_logits, torch.cat([q, p]))
+        reference = sample_patches(f.a, f.region, self.patches, critics.patch)
+        query = sample_patches(f.transfer, f.m_t, self.patches, critics.patch)
+        losses["cooccurrence"] = generator_adversarial(critics.cooccurrence(query, reference)) * ramp
+        all_classes = torch.cat([k, zeros, torch.zeros_like(f.q_n)])
+        losses["leak"] = F.cross_entropy(critics.leak_class(f.enc.z_t), all_classes) + F.cross_entropy(
+            critics.leak_grade(enc_a.z_d.mean(dim=(2, 3))), p)
+        losses["mask_supervision"] = (
+            mask_supervision(f.restore_logits, f.gt, f.kind)
+            + mask_supervision(f.transfer_logits, f.gt, f.kind)
+            + mask_supervision(enc_a.l8, f.gt, f.kind))
+        if f.pasted is not None:
+            losses["self_reg"] = masked_l1(f.transfer, f.pasted, f.m_t)
+            if self.weights["plate"] > 0:  # off by default: not computed on every step for nothing
+                losses["plate"] = plate_penalty(f.transfer, f.pasted, f.m_t)
+        losses["encoder_class"] = F.cross_entropy(f.enc.class_logits, all_classes)
+        return losses
+
+    def generator_total(self, losses: dict[str, Tensor]) -> Tensor:
+        """The weighted sum of :meth:`generator_losses`."""
+        return sum(self.weights[name] * value for name, value in losses.items())
