@@ -257,7 +257,14 @@ class DefectBank:
 
 
 def load_bank(bank: str | Path | DefectBank, classes: Sequence[str] | None = None) -> DefectBank:
-    """Return ``bank`` as a :class:`DefectBank` (a path is loaded; a bank is filtered by ``classes``)."""
+    """Return ``bank`` as a :class:`DefectBank`.
+
+    A path is loaded keeping only ``classes``. A bank already loaded is not filtered (the generator's
+    class sampler draws only ``classes`` from it); it is checked to hold at least one of them.
+
+    Raises:
+        DefectBankError: A loaded bank holds none of ``classes``.
+    """
     if isinstance(bank, DefectBank):
         if classes is not None:
             missing = [c for c in classes if c not in bank.classes]
