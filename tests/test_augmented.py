@@ -155,3 +155,18 @@ def test_bad_arguments_are_clear(world: Path) -> None:
         DefectAugmented("datasets/x", _Shift())  # type: ignore[arg-type]
     with pytest.raises(DefectGanError, match="not callable"):
         DefectAugmented(grade_folder(world), 3)  # type: ignore[arg-type]
+
+
+def test_a_generator_that_stops_returning_a_pair_is_named_on_a_later_call() -> None:
+    class _Flaky:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def __call__(self, images: Tensor):
+            self.calls += 1
+            return (images, torch.zeros(images.shape[0], 1, *images.shape[-2:])) if self.calls == 1 else images
+
+    wrapper = SyntheticDefectGenerator(_Flaky())
+    wrapper(torch.rand(2, 3, 8, 8))
+    with pytest.raises(GeneratorContractError, match=r"_Flaky must return \(augmented, mask\)"):
+        wrapper(torch.rand(2, 3, 8, 8))

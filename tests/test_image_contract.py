@@ -67,7 +67,7 @@ def test_image_channels_passes_over_unreadable_images(tmp_path: Path) -> None:
     ((torch.zeros(2, 1, 4, 4), torch.full((2, 1, 4, 4), 0.5)), "values other than 0 and 1"),
 ])
 def test_generator_output_check_names_the_generator_and_the_problem(output, message: str) -> None:
-    with pytest.raises(GeneratorContractError, match=f"generator Toy .*{message}|generator Toy {message}"):
+    with pytest.raises(GeneratorContractError, match=f"generator Toy .*{message}"):
         check_generator_output("Toy", torch.zeros(2, 1, 4, 4), output)
 
 

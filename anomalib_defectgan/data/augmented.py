@@ -86,9 +86,9 @@ class SyntheticDefectGenerator:
                 err.add_note(f"generator {self.name} was given a 3-channel batch {tuple(source.shape)}; a generator "
                              "that takes 1-channel images declares it with an int attribute `channels = 1`")
             raise
-        if self.checked:
+        if self.checked and isinstance(output, (tuple, list)) and len(output) == 2:
             augmented, mask = output
-        else:
+        else:  # the full check once; a broken pair is named on every call
             augmented, mask = check_generator_output(self.name, source, output)
             self.checked = True
         if source.shape[1] != images.shape[1]:
