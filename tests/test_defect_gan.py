@@ -90,10 +90,10 @@ def test_shapes_mask_range_and_composite_bound() -> None:
     donor, canvas = torch.rand(2, 1, 64, 48), torch.rand(2, 1, 64, 48)
     enc = net.encode(donor)
     k = torch.tensor([1, 2])
-    assert enc.z_d.shape == (2, 4, 8, 6) and enc.l8.shape == (2, 1, 8, 6)
+    assert enc.z_d.shape == (2, 4, 8, 6) and enc.coarse_mask_logits.shape == (2, 1, 8, 6)
     assert enc.style(k).shape == (2, 8) and enc.z_t.shape == (2, 16)
     assert torch.allclose(enc.z_t.norm(dim=1), torch.ones(2), atol=1e-5)
-    out = net.transfer(canvas, enc.z_d, enc.l8, enc.style(k), k, torch.tensor([0, 2]))  # 2 = unknown grade
+    out = net.transfer(canvas, enc.z_d, enc.coarse_mask_logits, enc.style(k), k, torch.tensor([0, 2]))  # 2 = unknown grade
     assert out.image.shape == canvas.shape and out.mask.shape == (2, 1, 64, 48)
     assert out.mask.min() >= 0 and out.mask.max() <= 1
     assert out.image.min() >= 0 and out.image.max() <= 1
@@ -275,7 +275,7 @@ def test_transfer_graph_converts_to_openvino() -> None:
     donors, canvas = make_batch().donor.image, make_batch(seed=2).canvas.image
     codes = gen.encode(donors, [1, 2, 1])
     grade = torch.full((3,), 2, dtype=torch.long)
-    inputs = (canvas, codes.z_d, codes.l8, codes.s_d, codes.defect_class, grade)
+    inputs = (canvas, codes.z_d, codes.coarse_mask_logits, codes.s_d, codes.defect_class, grade)
     graph = gen.export_module()
     with torch.no_grad():
         ref_image, ref_mask = graph(*inputs)
@@ -289,7 +289,7 @@ def test_code_levels_3_keeps_the_defect_code_at_quarter_resolution(tmp_path: Pat
     torch.manual_seed(0)
     model = tiny_model(code_levels=3)
     enc = model.net.encode(torch.rand(2, 1, SIZE, SIZE))
-    assert enc.z_d.shape[-2:] == (SIZE // 4, SIZE // 4) and enc.l8.shape[-2:] == (SIZE // 4, SIZE // 4)
+    assert enc.z_d.shape[-2:] == (SIZE // 4, SIZE // 4) and enc.coarse_mask_logits.shape[-2:] == (SIZE // 4, SIZE // 4)
     losses, _ = iteration(model, make_batch(), r1=False)
     assert all(torch.isfinite(v) for group in losses.values() for v in group.values())
     gen = load_generator(model.export_generator(tmp_path / "gen"))
@@ -388,7 +388,7 @@ def test_composite_transfer_graph_converts_to_openvino() -> None:
     codes = gen.encode(batch.donor.image, [1, 2, 1])
     canvas = make_batch(seed=2).canvas.image
     grade = torch.full((3,), 2, dtype=torch.long)
-    inputs = (canvas, codes.z_d, codes.l8, codes.s_d, codes.defect_class, grade, batch.donor.image, batch.donor.mask)
+    inputs = (canvas, codes.z_d, codes.coarse_mask_logits, codes.s_d, codes.defect_class, grade, batch.donor.image, batch.donor.mask)
     with torch.no_grad():
         ref_image, ref_mask = gen.export_module()(*inputs)
     ov_transfer = OpenVinoTransfer.from_generator(gen)
@@ -457,7 +457,7 @@ def test_residual_generator_trains_exports_and_matches_openvino(tmp_path: Path) 
     from anomalib_defectgan.generators.openvino_backend import OpenVinoTransfer
 
     grade = torch.full((3,), 2, dtype=torch.long)
-    inputs = (canvas, codes.z_d, codes.l8, codes.s_d, codes.defect_class, grade, donors, masks)
+    inputs = (canvas, codes.z_d, codes.coarse_mask_logits, codes.s_d, codes.defect_class, grade, donors, masks)
     with torch.no_grad():
         ref_image, ref_mask = gen.export_module()(*inputs)
     image, mask = OpenVinoTransfer.from_generator(gen)(*inputs)
@@ -480,3 +480,30 @@ def test_generator_export_keeps_the_trained_critic(tmp_path: Path) -> None:
     assert torch.equal(gen.recognised(crops, torch.tensor([1, 2, 1])), expected)
     untrained = load_generator(tiny_model().export_generator(tmp_path / "plain"))
     assert untrained.critic is None and bool(untrained.recognised(crops, torch.ones(3)).all())
+
+
+def test_sample_grids_keep_one_batch_and_write_on_schedule(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from anomalib_defectgan.data.image_io import read_image
+    from anomalib_defectgan.models.defect_gan.sample_grid import SampleGrids
+
+    model = tiny_model()
+    trainer = SimpleNamespace(datamodule=None, global_step=0, is_global_zero=True, log_dir=str(tmp_path),
+                              default_root_dir=str(tmp_path), loggers=[])
+    grids = SampleGrids(every=2, count=2)
+    grids.on_train_start(trainer, model)
+    assert grids.batch is None, "no validation loader: the grid waits for the first training batch"
+    first, second = make_batch(), make_batch(seed=1)
+    for step, batch in ((1, first), (2, second), (3, second)):
+        trainer.global_step = step
+        grids.on_train_batch_end(trainer, model, None, batch, 0)
+    assert grids.batch is first, "the grid's batch stays the first one"
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step_0000002.png"]
+    trainer.is_global_zero = False
+    grids.on_train_end(trainer, model)
+    assert not (tmp_path / "samples" / "final.png").exists(), "only rank 0 writes"
+    trainer.is_global_zero = True
+    grids.on_train_end(trainer, model)
+    grid = read_image(tmp_path / "samples" / "final.png")
+    assert grid.shape[0] == 2 * (SIZE + 2) + 2, "two rows of tiles, 2 px padding"

@@ -75,7 +75,7 @@ def test_fit_writes_logs_samples_checkpoint_and_generator_then_resumes(world: Pa
     enc = model.net_ema.encode(donors)
     k = torch.tensor([1, 2])
     with torch.no_grad():
-        ref = model.net_ema.transfer(canvas, enc.z_d, enc.l8, enc.style(k), k, torch.full((2,), len(gen.grades)),
+        ref = model.net_ema.transfer(canvas, enc.z_d, enc.coarse_mask_logits, enc.style(k), k, torch.full((2,), len(gen.grades)),
                                      donors, donor_masks)
     assert torch.equal(image, ref.image) and torch.equal(mask, ref.mask)
 

@@ -144,11 +144,11 @@ def test_openvino_export_matches_pytorch(world: dict[str, Path], gen: DefectTran
     torch.manual_seed(0)
     canvas = torch.rand(5, 1, 32, 32)
     donor, orient = torch.tensor([0, 1, 2, 3, 4]), torch.tensor([0, 1, 2, 3, 0])
-    z_d, l8, s_d = (gen.codes[k][donor, orient] for k in ("z_d", "l8", "s_d"))
+    z_d, coarse_mask_logits, s_d = (gen.codes[k][donor, orient] for k in ("z_d", "coarse_mask_logits", "s_d"))
     class_id = gen.codes["class_id"][donor]
     grade_id = gen.gan.grade_ids(None, 5, torch.device("cpu"))
-    ov_image, ov_mask = ov_transfer(canvas, z_d, l8, s_d, class_id, grade_id)
-    pt_image, pt_mask = gen.gan.transfer(canvas, DefectCodes(z_d, l8, s_d, torch.zeros(5, 0), class_id), class_id)
+    ov_image, ov_mask = ov_transfer(canvas, z_d, coarse_mask_logits, s_d, class_id, grade_id)
+    pt_image, pt_mask = gen.gan.transfer(canvas, DefectCodes(z_d, coarse_mask_logits, s_d, torch.zeros(5, 0), class_id), class_id)
     assert (ov_image - pt_image).abs().max() < 1e-3 and (ov_mask - pt_mask).abs().max() < 1e-3
     # The whole generator with backend="openvino": same defects, same places.
     ov_gen = DefectTransferGenerator(world["gen"], world["bank"], probability=1.0, seed=11, cache_dir=world["cache"],
@@ -161,7 +161,7 @@ def test_openvino_export_matches_pytorch(world: dict[str, Path], gen: DefectTran
     assert agree.float().mean() > 0.99 and (a - b)[agree].abs().max() < 1e-3
     assert cli(["export", "--checkpoint", str(world["gen"]), "--out", str(world["root"] / "ir16"), "--fp16"]) == 0
     fp16 = OpenVinoTransfer(world["root"] / "ir16")
-    assert (fp16(canvas, z_d, l8, s_d, class_id, grade_id)[0] - pt_image).abs().max() < 2e-2
+    assert (fp16(canvas, z_d, coarse_mask_logits, s_d, class_id, grade_id)[0] - pt_image).abs().max() < 2e-2
 
 
 @settings(max_examples=15, deadline=None)

@@ -34,7 +34,7 @@ from anomalib_defectgan.generators.placement import Placement, overlap
 
 BACKENDS = ("torch", "openvino")
 MASK_SOURCES = ("gan", "donor")
-CODES_VERSION = "4"
+CODES_VERSION = "5"
 
 logger = logging.getLogger(__name__)
 
@@ -284,7 +284,7 @@ class DefectTransferGenerator(nn.Module):
         gan, size = self.gan, self.crop_size
         ids = [gan.classes.index(c) if c in gan.classes else 0 for c in self.bank.donor_classes]
         views_per_donor = len(self.orientations)
-        z_d, l8, s_d, masks, pixels = [], [], [], [], []
+        z_d, coarse_mask_logits, s_d, masks, pixels = [], [], [], [], []
         for start in range(0, len(self.bank), 16):  # 16 donors x their orientations per encoder call
             chunk = range(start, min(start + 16, len(self.bank)))
             windows = [self.bank.window(index, size, gan.channels) for index in chunk]
@@ -294,9 +294,9 @@ class DefectTransferGenerator(nn.Module):
                          .unflatten(0, (len(chunk), views_per_donor)).to(torch.uint8))
             codes = gan.encode(views, defect_class=[max(ids[index], 1) for index in chunk for _ in self.orientations])
             z_d.append(codes.z_d.cpu().unflatten(0, (len(chunk), views_per_donor)))
-            l8.append(codes.l8.cpu().unflatten(0, (len(chunk), views_per_donor)))
+            coarse_mask_logits.append(codes.coarse_mask_logits.cpu().unflatten(0, (len(chunk), views_per_donor)))
             s_d.append(codes.s_d.cpu().unflatten(0, (len(chunk), views_per_donor)))
-        tensors = {"z_d": torch.cat(z_d).contiguous(), "l8": torch.cat(l8).contiguous(),
+        tensors = {"z_d": torch.cat(z_d).contiguous(), "coarse_mask_logits": torch.cat(coarse_mask_logits).contiguous(),
                    "s_d": torch.cat(s_d).contiguous(), "class_id": torch.tensor(ids, dtype=torch.long),
                    "mask": torch.cat(masks).contiguous(), "window": torch.cat(pixels).contiguous()}
         try:
@@ -318,21 +318,21 @@ class DefectTransferGenerator(nn.Module):
     def _transfer(self, canvas: Tensor, donor: Tensor, orient: Tensor) -> tuple[Tensor, Tensor]:
         """Run the GAN on windows ``[N, C_gan, c, c]`` with the given donor and orientation indices."""
         z_d = self.codes["z_d"][donor, orient]
-        l8 = self.codes["l8"][donor, orient]
+        coarse_mask_logits = self.codes["coarse_mask_logits"][donor, orient]
         s_d = self.codes["s_d"][donor, orient]
         class_id = self.codes["class_id"][donor]
         grade_id = self.gan.grade_ids(self.grade, len(canvas), torch.device("cpu"))
         pixels = self.donor_pixels(donor, orient) if self.gan.needs_donor_pixels else ()
         if self.openvino is not None:
-            image, mask = self.openvino(canvas.float().cpu(), z_d, l8, s_d, class_id, grade_id, *pixels)
+            image, mask = self.openvino(canvas.float().cpu(), z_d, coarse_mask_logits, s_d, class_id, grade_id, *pixels)
             return self._scaled_change(image.to(canvas), canvas, pixels), mask.to(canvas)
         from anomalib_defectgan.models.defect_gan.torch_model import DefectCodes
 
         device = self.device or canvas.device
         self.gan.to(device)
         param = next(self.gan.parameters())
-        codes = DefectCodes(z_d.to(device), l8.to(device), s_d.to(device), torch.zeros(len(class_id), 0, device=device),
-                            class_id.to(device))
+        codes = DefectCodes(z_d.to(device), coarse_mask_logits.to(device), s_d.to(device),
+                            torch.zeros(len(class_id), 0, device=device), class_id.to(device))
         pixel_args = dict(zip(("donor", "donor_mask"), (t.to(device=device, dtype=param.dtype) for t in pixels),
                               strict=False))
         with torch.no_grad():

@@ -1,6 +1,6 @@
 """The GAN's transfer graph as an OpenVINO model: export to IR and run it.
 
-The exported graph is the generator's ``TransferGraph``: ``(canvas [B, C, c, c], z_d, l8, s_d,
+The exported graph is the generator's ``TransferGraph``: ``(canvas [B, C, c, c], z_d, coarse_mask_logits, s_d,
 class_id [B], grade_id [B][, donor, donor_mask]) -> (image, mask)`` with a dynamic batch (the
 donor crops and masks for ``defect_path="composite"`` generators, whose paste runs in the graph
 too). Donor codes still come from the PyTorch encoder (once, then cached), so only the per-image
@@ -35,7 +35,7 @@ def _example_inputs(gan: Any, batch: int = 2, size: int | None = None) -> tuple[
     class_id = torch.ones(batch, dtype=torch.long)
     grade_id = gan.grade_ids(None, batch, torch.device("cpu")).clone()
     assert codes.z_d.shape[-1] == grid
-    inputs = (canvas, codes.z_d.cpu(), codes.l8.cpu(), codes.s_d.cpu(), class_id, grade_id)
+    inputs = (canvas, codes.z_d.cpu(), codes.coarse_mask_logits.cpu(), codes.s_d.cpu(), class_id, grade_id)
     if gan.needs_donor_pixels:
         mask = torch.zeros(batch, 1, size, size)
         mask[..., size // 4:size // 2, size // 4:size // 2] = 1.0

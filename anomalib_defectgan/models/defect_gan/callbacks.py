@@ -23,7 +23,8 @@ class StopOnNonFiniteLoss(Callback):
     computed) and checks them as one stacked tensor: one device-to-host copy per step, where
     Lightning already copies the progress-bar losses to the host every step. It runs before any
     :class:`~lightning.pytorch.callbacks.ModelCheckpoint` (Lightning calls those last) and before the
-    model's own ``on_train_batch_end`` (sample grids), so the diverged state is neither checkpointed
+    model's :class:`~anomalib_defectgan.models.defect_gan.sample_grid.SampleGrids` (a model's
+    ``configure_callbacks`` come after the Trainer's), so the diverged state is neither checkpointed
     nor drawn; ``save_on_exception`` of the checkpoint callbacks is switched off before it raises,
     and ``on_train_end`` (the final grid, the generator export) does not run after an exception.
 

@@ -1,6 +1,7 @@
 """The critic V (the versatile classifier): defect class (FG) and grade (BG) from an image.
 
-Trained on real crops before the GAN starts (:func:`train_critic`), then frozen and used as a
+Trained on real crops before the GAN starts (:func:`train_critic`, run by the
+:class:`CriticPretraining` callback), then frozen and used as a
 critic for the generator. Generated defects are judged by a separate evaluator, not by V
 (:mod:`anomalib_defectgan.benchmark.evaluator`, ``defectgan benchmark gan-quality``).
 """
@@ -9,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
+import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 
 from anomalib_defectgan.data.batch import GanBatch
@@ -104,3 +108,28 @@ def endless(loader: Iterable[GanBatch]) -> Iterator[GanBatch]:
             yield batch
         if not yielded:
             raise DefectGanError("the training dataloader is empty")
+
+
+class CriticPretraining(Callback):
+    """Train the GAN's critic V on real crops before its first iteration, once (not again on resume).
+
+    The crops come from the training loader (epoch after epoch if ``steps`` exceeds one); under
+    DDP rank 0's V is broadcast, so every rank judges with the same critic.
+
+    Args:
+        steps: V's training steps (0: no V critic).
+    """
+
+    def __init__(self, steps: int) -> None:
+        self.steps = int(steps)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        """Train ``pl_module``'s V (``train_classifier``) unless it is trained already."""
+        if self.steps <= 0 or bool(pl_module.classifier_trained):
+            return
+        datamodule = getattr(trainer, "datamodule", None)
+        pl_module.train_classifier(endless(datamodule.train_dataloader() if datamodule is not None
+                                           else trainer.train_dataloader), self.steps)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            for tensor in [*pl_module.classifier.parameters(), *pl_module.classifier.buffers()]:
+                torch.distributed.broadcast(tensor.data, src=0)

@@ -2,7 +2,7 @@
 
 ``load_generator(path)`` returns a :class:`DefectGanGenerator` (eval mode, EMA weights) with::
 
-    codes = gen.encode(donors)                      # DefectCodes(z_d, l8, s_d, z_t, defect_class)
+    codes = gen.encode(donors)                      # DefectCodes(z_d, coarse_mask_logits, s_d, z_t, defect_class)
     image, mask = gen.transfer(canvas, codes)       # paint the donors' defects onto canvases
     image, mask = gen.transfer(canvas, codes, donor=donors, donor_mask=masks)  # defect_path="composite"
     image, mask = gen.restore(defective)            # paint defects away
@@ -158,7 +158,8 @@ def _load_critic(folder: Path, meta: dict[str, Any]) -> VersatileClassifier:
 
 
 class TransferGraph(nn.Module):
-    """Exportable (``torch.export``) ``(canvas, z_d, l8, s_d, class_id, grade_id[, donor, donor_mask]) -> (image, mask)``.
+    """Exportable (``torch.export``) transfer: ``(canvas, z_d, coarse_mask_logits, s_d, class_id, grade_id[,
+    donor, donor_mask]) -> (image, mask)``.
 
     The last two inputs exist for ``defect_path="composite"`` generators only (:attr:`input_names`).
     """
@@ -170,14 +171,14 @@ class TransferGraph(nn.Module):
     @property
     def input_names(self) -> list[str]:
         """Names of the graph's inputs, in order."""
-        names = ["canvas", "z_d", "l8", "s_d", "class_id", "grade_id"]
+        names = ["canvas", "z_d", "coarse_mask_logits", "s_d", "class_id", "grade_id"]
         return [*names, "donor", "donor_mask"] if self.net.composite_path else names
 
-    def forward(self, canvas: Tensor, z_d: Tensor, l8: Tensor, s_d: Tensor, class_id: Tensor,
+    def forward(self, canvas: Tensor, z_d: Tensor, coarse_mask_logits: Tensor, s_d: Tensor, class_id: Tensor,
                 grade_id: Tensor, donor: Tensor | None = None, donor_mask: Tensor | None = None
                 ) -> tuple[Tensor, Tensor]:
         """Paint the defect code onto ``canvas``; ``class_id``/``grade_id`` are ``[B]`` long."""
-        out = self.net.transfer(canvas, z_d, l8, s_d, class_id, grade_id, donor, donor_mask)
+        out = self.net.transfer(canvas, z_d, coarse_mask_logits, s_d, class_id, grade_id, donor, donor_mask)
         return out.image, out.mask
 
 
@@ -311,7 +312,8 @@ class DefectGanGenerator(nn.Module):
             donor_mask = (donor_mask.to(canvas) >= 0.5).to(canvas.dtype).expand(batch, -1, -1, -1)
             if not bool(donor_mask.flatten(1).any(1).all()):
                 raise DefectGanError("transfer: a donor_mask is empty: there is no defect to transfer")
-        out = self.net.transfer(canvas, codes.z_d.expand(batch, -1, -1, -1), codes.l8.expand(batch, -1, -1, -1), s_d,
+        out = self.net.transfer(canvas, codes.z_d.expand(batch, -1, -1, -1),
+                                codes.coarse_mask_logits.expand(batch, -1, -1, -1), s_d,
                                 ids, self.grade_ids(grade, batch, canvas.device), donor, donor_mask)
         return out.image, out.mask
 
@@ -321,7 +323,7 @@ class DefectGanGenerator(nn.Module):
         images = self._check(images, "restore")
         enc = self.net.encode(images)
         zeros = torch.zeros(len(images), dtype=torch.long, device=images.device)
-        out = self.net.decode(images, enc, enc.z_d, enc.l8, enc.style(zeros), zeros,
+        out = self.net.decode(images, enc, enc.z_d, enc.coarse_mask_logits, enc.style(zeros), zeros,
                               self.grade_ids(grade, len(images), images.device))
         return out.image, out.mask
 

@@ -1,13 +1,7 @@
 """DefectGan: the Lightning module that trains the layered defect-transfer GAN.
 
-One training iteration (manual optimisation) on donors A (class k, grade p), canvases B (good,
-grade q) and goods N:
-
-1. Restore ``A_hat = G(A, code(A), s=0, good, p)`` (mask ``m_R``).
-2. Transfer ``X = G(B, code(A), s_d(A), k, q)`` (mask ``m_T``).
-3. Re-insert ``A_rec = G(stopgrad(A_hat) + noise, code(A), s_d(A), k, p)``.
-4. Cycle ``B_tilde = G(X, code(X), 0, good, q)``; identity ``N_tilde = G(N, code(N), 0, good, q)``.
-5. One discriminator step, then one generator step, then the EMA update.
+One training iteration (manual optimisation): the forward passes (:mod:`.passes`), one
+discriminator step, one generator step (:mod:`.loss`), then the EMA update.
 
 ``trainer.global_step`` counts iterations: the discriminator step goes straight to its torch
 optimizer, so only the generator step is counted by Lightning. For that reason 16-bit mixed
@@ -18,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +21,7 @@ from torch import Tensor
 
 from anomalib_defectgan.data.batch import MASK_KIND_IDS, DefectBatch, GanBatch
 from anomalib_defectgan.errors import DefectGanError
-from anomalib_defectgan.models.defect_gan.critic import VersatileClassifier, endless, train_critic
+from anomalib_defectgan.models.defect_gan.critic import CriticPretraining, VersatileClassifier, train_critic
 from anomalib_defectgan.models.defect_gan.discriminator import (
     CooccurrenceDiscriminator,
     LeakAdversary,
@@ -36,7 +29,7 @@ from anomalib_defectgan.models.defect_gan.discriminator import (
 )
 from anomalib_defectgan.models.defect_gan.loss import Critics, DefectGanLoss, resolve_weights
 from anomalib_defectgan.models.defect_gan.passes import GanPasses, SamplePasses, forward_passes, sample_passes
-from anomalib_defectgan.models.defect_gan.sample_grid import write_sample_grid
+from anomalib_defectgan.models.defect_gan.sample_grid import SampleGrids, log_dir
 from anomalib_defectgan.models.defect_gan.torch_model import DefectGanNet
 
 logger = logging.getLogger(__name__)
@@ -60,28 +53,21 @@ class DefectGan(pl.LightningModule):
         crop_size: Training crop size. From the datamodule when None.
         base_channels: Encoder/generator channels at full resolution (doubled per halving).
         max_channels: Cap on encoder/generator channels.
-        zd_channels: Channels of the spatial defect code ``z_d`` (at H/8).
+        zd_channels: Channels of the spatial defect code ``z_d``.
         sd_dim: Size of the defect-style vector ``s_d``.
         zt_dim: Size of the texture code ``z_t``.
         w_dim: Size of the modulation style ``w``.
         embed_dim: Size of the class and grade embeddings.
         mapping_layers: Layers of the style mapping MLP.
         mask_bias: Initial coarse mask logit (masks start at ``sigmoid(mask_bias)``).
-        canvas_skip: Foreground starts as the canvas (a logit skip) instead of being painted from
-            features.
-        code_levels: Resolution levels of encoder and generator; the spatial defect code lives at
-            ``H / 2**(code_levels - 1)`` (4: H/8; 3: H/4 keeps finer defect geometry).
-        defect_path: ``"code"`` (the defect reaches G through its codes only) or ``"composite"``
-            (also as the donor's real pixels pasted onto the canvas; G learns a residual on that
-            composite; see :mod:`~anomalib_defectgan.models.defect_gan.torch_model`).
+        canvas_skip: Foreground starts as the canvas (a logit skip), not painted from features.
+        code_levels: Resolution levels; the defect code lives at ``H / 2**(code_levels - 1)``.
+        defect_path: ``"code"`` (codes only) or ``"composite"`` (also the donor's real pixels).
         composite_feather: Gaussian sigma (px) of the pasted defect's edge (``"composite"``).
         region_dilation: Pixels the region G may change grows beyond the pasted edge (``"composite"``).
-        region_feather: Gaussian sigma (px) over which G's change fades out beyond that region
-            (``"composite"``; 0: a hard edge).
-        composite_mode: How the donor's defect is put on the canvas (``"composite"``): ``"paste"``
-            (its pixels, brightness-matched) or ``"residual"`` (the canvas plus the defect's change
-            against the donor's background filled in from around it: no donor background is
-            pasted; :func:`~anomalib_defectgan.data.blending.paste_change`).
+        region_feather: Sigma (px) over which G's change fades out beyond that region (0: hard edge).
+        composite_mode: ``"paste"``, ``"residual"`` or ``"adaptive"``: how the donor's defect is put
+            on the canvas. The network arguments above are :class:`DefectGanNet`'s, documented there.
         contrast_jitter: ``"composite"`` training: the donor's defect is put back on its own restored
             background with its contrast scaled by a random factor in ``1 +- contrast_jitter``, and G
             must rebuild the real donor from that (the paired target).
@@ -171,7 +157,6 @@ class DefectGan(pl.LightningModule):
         self.weights = resolve_weights(loss_weights)
         self.loss = DefectGanLoss(self.weights, augment_translation, patches_per_image, r1_gamma,
                                   cooccurrence_r1_gamma, r1_every, min_mask_area, max_mask_area)
-        self._sample_batch: GanBatch | None = None
         self.built = False
         if classes and grades and channels and crop_size:
             self.configure_vocab(classes, grades, channels, crop_size)
@@ -264,23 +249,16 @@ class DefectGan(pl.LightningModule):
         opt_d = torch.optim.Adam(d_params, lr=d_lr, betas=(betas[0] ** ratio, betas[1] ** ratio))
         return [opt_g, opt_d]
 
-    # ------------------------------------------------------------------ V phase
-    def on_train_start(self) -> None:
-        """Fix the sample-grid batch; train the versatile classifier V once (not again on resume)."""
-        for log in self.loggers:  # Lightning logged them before setup() filled in the vocabularies
-            log.log_hyperparams(self.hparams)
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if self._sample_batch is None and datamodule is not None and hasattr(datamodule, "val_dataloader"):
-            self._sample_batch = next(iter(datamodule.val_dataloader()), None)
-        if self.hparams.classifier_steps > 0 and not bool(self.classifier_trained):
-            self.train_classifier(self._classifier_batches(), self.hparams.classifier_steps)
-            if torch.distributed.is_available() and torch.distributed.is_initialized():
-                for tensor in [*self.classifier.parameters(), *self.classifier.buffers()]:
-                    torch.distributed.broadcast(tensor.data, src=0)
+    # ------------------------------------------------------------------ callbacks, V
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """The sample grids (:class:`~.sample_grid.SampleGrids`), then V's pretraining (:class:`~.critic.CriticPretraining`)."""
+        h = self.hparams
+        return [SampleGrids(h.sample_every, h.sample_count), CriticPretraining(h.classifier_steps)]
 
-    def _classifier_batches(self) -> Iterator[GanBatch]:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        return endless(datamodule.train_dataloader() if datamodule is not None else self.trainer.train_dataloader)
+    def on_train_start(self) -> None:
+        """Log the hyper-parameters again: Lightning logged them before ``setup`` filled in the vocabularies."""
+        for log in self.loggers:
+            log.log_hyperparams(self.hparams)
 
     def train_classifier(self, batches: Any, steps: int) -> float:
         """Train the critic V on real crops, then freeze it (:func:`~.critic.train_critic`).
@@ -364,7 +342,7 @@ class DefectGan(pl.LightningModule):
         for ema, live in zip(self.net_ema.buffers(), self.net.buffers(), strict=True):
             ema.copy_(live)
 
-    # ------------------------------------------------------------------ validation, samples, export
+    # ------------------------------------------------------------------ validation, export
     def validation_step(self, batch: GanBatch, batch_idx: int) -> None:
         """Reconstruction and mask statistics of the EMA model on the fixed validation batch."""
         out = self.sample(batch)
@@ -376,44 +354,11 @@ class DefectGan(pl.LightningModule):
         """Transfer donors onto canvases and restore donors with the EMA (or given) network."""
         return sample_passes(net or self.net_ema, batch)
 
-    def _log_dir(self) -> Path:
-        trainer = self.trainer
-        return Path(trainer.log_dir or trainer.default_root_dir)
-
-    def save_sample_grid(self, name: str, batch: GanBatch | None = None, log_dir: Path | None = None) -> Path | None:
-        """Write the sample grid (:mod:`.sample_grid`) as ``<log_dir>/samples/<name>.png`` and to TensorBoard."""
-        batch = batch or self._sample_batch
-        if batch is None:
-            return None
-        path = (log_dir or self._log_dir()) / "samples" / f"{name}.png"
-        grid = write_sample_grid(self.sample(batch.to(self.device)), path, self.hparams.sample_count)
-        for log in self.loggers:
-            experiment = getattr(log, "experiment", None)
-            if hasattr(experiment, "add_image"):
-                experiment.add_image("samples", grid, global_step=self.global_step)
-        return path
-
-    def on_train_batch_end(self, outputs: Any, batch: GanBatch, batch_idx: int) -> None:
-        """Keep a batch for sample grids and write one every ``sample_every`` iterations."""
-        if self._sample_batch is None:
-            self._sample_batch = batch
-        every = self.hparams.sample_every
-        if every > 0 and self.global_step % every == 0:
-            log_dir = self._log_dir()  # a collective under DDP: every rank must ask
-            if self.trainer.is_global_zero:
-                self.save_sample_grid(f"step_{self.global_step:07d}", log_dir=log_dir)
-
     def on_train_end(self) -> None:
-        """Write the final sample grid and the standalone generator."""
-        log_dir = self._log_dir()  # a collective under DDP: every rank must ask
-        if not self.trainer.is_global_zero:
-            return
-        path = self.save_sample_grid("final", log_dir=log_dir)
-        if path is not None:
-            logger.info("sample grid: %s", path)
-        if self.hparams.export_generator:
-            out = self.export_generator(log_dir / "generator")
-            logger.info("generator weights: %s", out)
+        """Write the standalone generator (after :class:`~.sample_grid.SampleGrids` wrote the final grid)."""
+        folder = log_dir(self.trainer)  # a collective under DDP: every rank must ask
+        if self.trainer.is_global_zero and self.hparams.export_generator:
+            logger.info("generator weights: %s", self.export_generator(folder / "generator"))
 
     def export_generator(self, out_dir: str | Path) -> Path:
         """Write ``generator.safetensors`` + ``generator.json`` (EMA weights) into ``out_dir``."""

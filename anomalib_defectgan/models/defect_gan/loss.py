@@ -296,7 +296,7 @@ class DefectGanLoss(nn.Module):
         losses["mask_supervision"] = (
             mask_supervision(f.restore_logits, f.gt, f.kind)
             + mask_supervision(f.transfer_logits, f.gt, f.kind)
-            + mask_supervision(enc_a.l8, f.gt, f.kind))
+            + mask_supervision(enc_a.coarse_mask_logits, f.gt, f.kind))
         if f.pasted is not None:
             losses["self_reg"] = masked_l1(f.transfer, f.pasted, f.m_t)
             if self.weights["plate"] > 0:  # off by default: not computed on every step for nothing

@@ -18,7 +18,7 @@ from torch import Tensor
 from anomalib_defectgan.data.batch import MASK_KIND_IDS, GanBatch
 from anomalib_defectgan.models.defect_gan.torch_model import DefectGanNet, EncoderOutput
 
-_ENCODER_FIELDS = ("features", "z_d", "l8", "style_all", "z_t", "class_logits", "pooled_defect")
+_ENCODER_FIELDS = ("features", "z_d", "coarse_mask_logits", "style_all", "z_t", "class_logits", "pooled_defect")
 
 
 @dataclass
@@ -124,7 +124,8 @@ def code_passes(net: DefectGanNet, batch: GanBatch, grade_dropout: float, reinse
     s_a = enc_a.style(k)
     first = net.decode(
         images, enc,
-        torch.cat([enc_a.z_d, enc_a.z_d, enc_n.z_d]), torch.cat([enc_a.l8, enc_a.l8, enc_n.l8]),
+        torch.cat([enc_a.z_d, enc_a.z_d, enc_n.z_d]),
+        torch.cat([enc_a.coarse_mask_logits, enc_a.coarse_mask_logits, enc_n.coarse_mask_logits]),
         torch.cat([torch.zeros_like(s_a), s_a, enc_n.style(torch.zeros_like(q_n))]),
         torch.cat([zeros, k, torch.zeros_like(q_n)]), drop_grade(net, torch.cat([p, q, q_n]), grade_dropout))
     restored, transfer, identity = torch.split(first.image, [n, n, len(goods)])
@@ -133,7 +134,8 @@ def code_passes(net: DefectGanNet, batch: GanBatch, grade_dropout: float, reinse
     second_in = torch.cat([noisy, transfer])
     enc2 = net.encode(second_in)
     _, enc_x = split_encoding(enc2, [n, n])
-    second = net.decode(second_in, enc2, torch.cat([enc_a.z_d, enc_x.z_d]), torch.cat([enc_a.l8, enc_x.l8]),
+    second = net.decode(second_in, enc2, torch.cat([enc_a.z_d, enc_x.z_d]),
+                        torch.cat([enc_a.coarse_mask_logits, enc_x.coarse_mask_logits]),
                         torch.cat([s_a, torch.zeros_like(s_a)]), torch.cat([k, zeros]),
                         drop_grade(net, torch.cat([p, q]), grade_dropout))
     reinserted, cycled = torch.split(second.image, [n, n])
@@ -165,7 +167,7 @@ def composite_passes(net: DefectGanNet, batch: GanBatch, grade_dropout: float, c
     s_a = enc_a.style(k)
     restore_in = torch.cat([a, goods])
     enc_r = cat_encodings([enc_a, enc_n])
-    first = net.decode(restore_in, enc_r, enc_r.z_d, enc_r.l8,
+    first = net.decode(restore_in, enc_r, enc_r.z_d, enc_r.coarse_mask_logits,
                        torch.cat([torch.zeros_like(s_a), enc_n.style(zeros_n)]), torch.cat([zeros, zeros_n]),
                        drop_grade(net, torch.cat([p, q_n]), grade_dropout))
     restored, identity = torch.split(first.image, [n, len(goods)])
@@ -180,12 +182,13 @@ def composite_passes(net: DefectGanNet, batch: GanBatch, grade_dropout: float, c
     pasted, region = net.composite(b, a, defect)
     second_in = torch.cat([paired_in, pasted])
     enc2 = net.encode(second_in)
-    second = net.decode(second_in, enc2, torch.cat([enc_a.z_d, enc_a.z_d]), torch.cat([enc_a.l8, enc_a.l8]),
+    second = net.decode(second_in, enc2, torch.cat([enc_a.z_d, enc_a.z_d]),
+                        torch.cat([enc_a.coarse_mask_logits, enc_a.coarse_mask_logits]),
                         torch.cat([s_a, s_a]), torch.cat([k, k]), drop_grade(net, torch.cat([p, q]), grade_dropout),
                         torch.cat([paired_region, region]))
     reinserted, transfer = torch.split(second.image, [n, n])
     enc_x = net.encode(transfer)
-    cycle = net.decode(transfer, enc_x, enc_x.z_d, enc_x.l8, torch.zeros_like(s_a), zeros,
+    cycle = net.decode(transfer, enc_x, enc_x.z_d, enc_x.coarse_mask_logits, torch.zeros_like(s_a), zeros,
                        drop_grade(net, q, grade_dropout))
     return GanPasses(
         n=n, a=a, b=b, goods=goods, k=k, p=p, q=q, q_n=q_n, enc=enc, enc_a=enc_a, enc_b=enc_b, enc_n=enc_n,
@@ -224,10 +227,10 @@ def sample_passes(net: DefectGanNet, batch: GanBatch) -> SamplePasses:
     enc_a = net.encode(donor)
     s_a = enc_a.style(k)
     zeros = torch.zeros_like(k)
-    restored = net.decode(donor, enc_a, enc_a.z_d, enc_a.l8, torch.zeros_like(s_a), zeros, p)
+    restored = net.decode(donor, enc_a, enc_a.z_d, enc_a.coarse_mask_logits, torch.zeros_like(s_a), zeros, p)
     has_gt = (batch.donor.mask_kind[:n] != MASK_KIND_IDS["none"])[:, None, None, None]
     donor_mask = torch.where(has_gt, batch.donor.mask[:n], (restored.mask > 0.5).to(donor.dtype))
-    transfer = net.transfer(canvas, enc_a.z_d, enc_a.l8, s_a, k, q, donor, donor_mask)
+    transfer = net.transfer(canvas, enc_a.z_d, enc_a.coarse_mask_logits, s_a, k, q, donor, donor_mask)
     if net.composite_path:
         from anomalib_defectgan.data.blending import changed_mask
 
@@ -237,7 +240,7 @@ def sample_passes(net: DefectGanNet, batch: GanBatch) -> SamplePasses:
         pasted, label = canvas, transfer.mask
     enc_n = net.encode(batch.good.image)
     zeros_n = torch.zeros_like(batch.good.grade)
-    identity = net.decode(batch.good.image, enc_n, enc_n.z_d, enc_n.l8, enc_n.style(zeros_n), zeros_n,
+    identity = net.decode(batch.good.image, enc_n, enc_n.z_d, enc_n.coarse_mask_logits, enc_n.style(zeros_n), zeros_n,
                           batch.good.grade)
     return SamplePasses(donor=donor, canvas=canvas, pasted=pasted, transfer=transfer.image, mask=label,
                         restored=restored.image, restore_mask=restored.mask,

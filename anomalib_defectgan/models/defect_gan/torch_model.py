@@ -1,11 +1,11 @@
 """The layered swapping autoencoder: encoder E and generator G (docs/design.md, "The codes").
 
-``E(x)`` gives a spatial defect code ``z_d`` at H/8 gated by coarse mask logits ``l8``, a
-per-class defect-style vector ``s_d`` pooled over the defect (zero for good), a texture code
-``z_t`` pooled outside the defect, and skip features of ``x``. ``G`` decodes over the canvas' own
-encoder features, modulated by ``w = MLP(s_d, z_t(canvas), embed(class), embed(grade))``, and
-outputs a foreground ``f`` and a full-resolution mask ``m`` whose logits are refined from ``l8``
-at every scale; the result is ``X = m * f + (1 - m) * canvas``.
+``E(x)`` gives a spatial defect code ``z_d`` at ``H/s`` (``s = code_stride``, 8 by default) gated by
+``coarse_mask_logits``, a per-class defect-style vector ``s_d`` pooled over the defect (zero for
+good), a texture code ``z_t`` pooled outside the defect, and skip features of ``x``. ``G`` decodes
+over the canvas' own encoder features, modulated by ``w = MLP(s_d, z_t(canvas), embed(class),
+embed(grade))``, and outputs a foreground ``f`` and a full-resolution mask ``m`` whose logits are
+refined from ``coarse_mask_logits`` at every scale; the result is ``X = m * f + (1 - m) * canvas``.
 
 With ``defect_path="composite"`` the donor's defect also reaches G at full resolution: a transfer
 first pastes the donor's real defect pixels onto the canvas
@@ -43,22 +43,22 @@ class DefectCodes:
     """What the encoder says about a batch of images.
 
     Attributes:
-        z_d: Spatial defect code ``[B, zd, H/8, W/8]``, gated by the coarse mask (near zero off-defect).
-        l8: Coarse mask logits ``[B, 1, H/8, W/8]``.
+        z_d: Spatial defect code ``[B, zd, H/s, W/s]`` (``s`` = :attr:`DefectGanNet.code_stride`), gated by the coarse mask (near zero off-defect).
+        coarse_mask_logits: Coarse mask logits ``[B, 1, H/s, W/s]``.
         s_d: Defect-style vector ``[B, sd]`` of each image's class head; zero for good.
         z_t: L2-normalised texture code ``[B, zt]`` pooled outside the defect.
         defect_class: ``[B]`` long class ids the codes were made for (0 = good).
     """
 
     z_d: Tensor
-    l8: Tensor
+    coarse_mask_logits: Tensor
     s_d: Tensor
     z_t: Tensor
     defect_class: Tensor
 
     def index(self, rows: Tensor | slice | list[int]) -> DefectCodes:
         """Select rows of every tensor (e.g. to pick donors from a bank)."""
-        return DefectCodes(self.z_d[rows], self.l8[rows], self.s_d[rows], self.z_t[rows], self.defect_class[rows])
+        return DefectCodes(self.z_d[rows], self.coarse_mask_logits[rows], self.s_d[rows], self.z_t[rows], self.defect_class[rows])
 
 
 @dataclass
@@ -67,7 +67,7 @@ class EncoderOutput:
 
     features: list[Tensor]
     z_d: Tensor
-    l8: Tensor
+    coarse_mask_logits: Tensor
     style_all: Tensor
     z_t: Tensor
     class_logits: Tensor
@@ -79,7 +79,7 @@ class EncoderOutput:
 
     def codes(self, defect_class: Tensor) -> DefectCodes:
         """The :class:`DefectCodes` for the given class ids."""
-        return DefectCodes(self.z_d, self.l8, self.style(defect_class), self.z_t, defect_class)
+        return DefectCodes(self.z_d, self.coarse_mask_logits, self.style(defect_class), self.z_t, defect_class)
 
 
 @dataclass
@@ -149,18 +149,18 @@ class Encoder(nn.Module):
             x = block(x)
             features.append(x)
         top = self.trunk(x)
-        l8 = self.mask_head(top)
-        gate = torch.sigmoid(l8)
+        coarse_mask_logits = self.mask_head(top)
+        gate = torch.sigmoid(coarse_mask_logits)
         z_d = self.defect_code(top) * gate
         pooled_defect = _masked_mean(top, gate)
         style_all = self.style_heads(pooled_defect).view(-1, self.num_classes - 1, self.sd_dim)
         z_t = F.normalize(self.texture_head(_masked_mean(top, 1.0 - gate)), dim=1)
         class_logits = self.class_head(torch.cat([pooled_defect, top.mean(dim=(2, 3))], dim=1))
-        return EncoderOutput(features, z_d, l8, style_all, z_t, class_logits, pooled_defect)
+        return EncoderOutput(features, z_d, coarse_mask_logits, style_all, z_t, class_logits, pooled_defect)
 
 
 class Generator(nn.Module):
-    """G(canvas features, z_d, l8, s_d, class, grade) -> composite, mask, foreground.
+    """G(canvas features, z_d, coarse_mask_logits, s_d, class, grade) -> composite, mask, foreground.
 
     Args:
         channels: Image channels.
@@ -211,15 +211,15 @@ class Generator(nn.Module):
         inputs = torch.cat([s_d, z_t, self.class_embed(defect_class), self.grade_embed(grade)], dim=1)
         return self.mapping(inputs)
 
-    def forward(self, canvas: Tensor, features: list[Tensor], z_d: Tensor, l8: Tensor, w: Tensor,
+    def forward(self, canvas: Tensor, features: list[Tensor], z_d: Tensor, coarse_mask_logits: Tensor, w: Tensor,
                 region: Tensor | None = None) -> GeneratorOutput:
         """Decode over the canvas' encoder ``features`` and composite onto ``canvas``.
 
         ``region`` ``[B, 1, H, W]``, when given, replaces the learned mask: G may change only there.
         """
-        x = self.entry(torch.cat([features[-1], z_d, l8], dim=1))
+        x = self.entry(torch.cat([features[-1], z_d, coarse_mask_logits], dim=1))
         rgb: Tensor | None = None
-        logits = l8
+        logits = coarse_mask_logits
         for step, (block, to_rgb, to_mask) in enumerate(zip(self.blocks, self.to_rgb, self.to_mask, strict=True)):
             if step > 0:
                 x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
@@ -255,7 +255,7 @@ class DefectGanNet(nn.Module):
         mask_bias: Initial coarse mask logit (negative: masks start small).
         canvas_skip: Foreground starts as the canvas (see :class:`Generator`).
         code_levels: Resolution levels; the spatial defect code lives at ``H / 2**(code_levels - 1)``
-            (4: H/8; 3: H/4, finer defect geometry at more compute).
+            (4: stride 8; 3: stride 4, finer defect geometry).
         defect_path: ``"code"``: the defect reaches G only through its codes; ``"composite"``: also
             as the donor's real pixels pasted onto the canvas (see the module doc; implies
             ``canvas_skip`` and starts G as the identity of the composite).
@@ -269,7 +269,9 @@ class DefectGanNet(nn.Module):
             its pixels, brightness-matched (:func:`~anomalib_defectgan.data.blending.paste_feathered`);
             ``"residual"``, the canvas plus the defect's change against the donor's background
             filled in from around the defect
-            (:func:`~anomalib_defectgan.data.blending.paste_change`): no donor background is pasted.
+            (:func:`~anomalib_defectgan.data.blending.paste_change`): no donor background is pasted;
+            ``"adaptive"``, that change with the canvas' fine texture taken out where the donor's
+            defect brings its own (``replace_texture``).
     """
 
     def __init__(self, channels: int = 1, num_classes: int = 2, num_grades: int = 1, base_channels: int = 16,
@@ -315,14 +317,14 @@ class DefectGanNet(nn.Module):
         """Run the encoder."""
         return self.encoder(image)
 
-    def decode(self, canvas: Tensor, canvas_enc: EncoderOutput, z_d: Tensor, l8: Tensor, s_d: Tensor,
+    def decode(self, canvas: Tensor, canvas_enc: EncoderOutput, z_d: Tensor, coarse_mask_logits: Tensor, s_d: Tensor,
                defect_class: Tensor, grade: Tensor, region: Tensor | None = None) -> GeneratorOutput:
-        """Paint the code ``(z_d, l8, s_d, class)`` onto ``canvas`` (already encoded as ``canvas_enc``).
+        """Paint the code ``(z_d, coarse_mask_logits, s_d, class)`` onto ``canvas`` (already encoded as ``canvas_enc``).
 
         ``region``: the pixels G may change (None: its own mask).
         """
         w = self.generator.style(s_d, canvas_enc.z_t, defect_class, grade)
-        return self.generator(canvas, canvas_enc.features, z_d, l8, w, region)
+        return self.generator(canvas, canvas_enc.features, z_d, coarse_mask_logits, w, region)
 
     def composite(self, canvas: Tensor, donor: Tensor, donor_mask: Tensor) -> tuple[Tensor, Tensor]:
         """The donor's defect put onto ``canvas`` (``composite_mode``) and the region G may change there.
@@ -347,15 +349,15 @@ class DefectGanNet(nn.Module):
         region = feather_alpha(dilate((alpha > 0).to(canvas.dtype), self.region_dilation), self.region_feather)
         return composite, region
 
-    def transfer(self, canvas: Tensor, z_d: Tensor, l8: Tensor, s_d: Tensor, defect_class: Tensor,
+    def transfer(self, canvas: Tensor, z_d: Tensor, coarse_mask_logits: Tensor, s_d: Tensor, defect_class: Tensor,
                  grade: Tensor, donor: Tensor | None = None, donor_mask: Tensor | None = None) -> GeneratorOutput:
         """Paint the code onto ``canvas`` (the traceable inference path).
 
         With ``defect_path="composite"`` the donor crops and masks the codes came from are needed.
         """
         if not self.composite_path:
-            return self.decode(canvas, self.encoder(canvas), z_d, l8, s_d, defect_class, grade)
+            return self.decode(canvas, self.encoder(canvas), z_d, coarse_mask_logits, s_d, defect_class, grade)
         if donor is None or donor_mask is None:
             raise ValueError("a composite-path generator needs the donor crops and masks to transfer")
         composite, region = self.composite(canvas, donor, donor_mask)
-        return self.decode(composite, self.encoder(composite), z_d, l8, s_d, defect_class, grade, region)
+        return self.decode(composite, self.encoder(composite), z_d, coarse_mask_logits, s_d, defect_class, grade, region)
