@@ -81,7 +81,9 @@ def benchmark_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
         arm = name.rsplit("_", 1)[1]
         labels = (split.test["label"] == "defect").to_numpy().astype(int)
         metrics = {"error": error[arm] + seed / 100, "auroc": auroc[arm] - seed / 100, "ap": 0.5, "pixel_auroc": 0.5}
-        return ArmResult(metrics, labels, labels * 0.5 + 0.25, labels, [f"{i}.png" for i in range(len(labels))])
+        first_class = (split.test["defect_class"] == sorted(set(split.test["defect_class"]) - {"good"})[0]).to_numpy()
+        scores = labels * 0.5 + 0.25 - 0.6 * (first_class & (arm == "defectgan"))  # defectgan misses one class
+        return ArmResult(metrics, labels, scores, labels, [str(p) for p in split.test["image_path"]])
 
     def fake_fit_gan(manifest, config, out, max_steps, extra, max_time=None):
         return new_grade.GanFit(_fake_fit(out, 300, max_steps, max_time), 300, max_steps, max_time)
@@ -114,6 +116,13 @@ def test_results_hold_paired_differences_gan_iterations_and_warnings(benchmark_i
     assert "Warning: the time cap (00:00:12:00) stopped the GAN after 300 of its 900 iterations" in text
     assert "| auroc | +0.100 | +0.100 | +0.100 +- 0.000 |" in text
     assert len(saved["warnings"]) == 2
+    defects = split.test.loc[split.test["label"] == "defect", "defect_class"]
+    names = sorted(set(defects))
+    assert len(names) > 1 and saved["class_auroc"]["defectgan"] == {names[0]: 0.0, **dict.fromkeys(names[1:], 1.0)}
+    assert saved["class_auroc"]["cutpaste"] == dict.fromkeys(names, 1.0)
+    assert "| arm | " + " | ".join(names) + " |" in text
+    assert "| defectgan | 0.000 +- 0.000 | " + " | ".join(["1.000 +- 0.000"] * (len(names) - 1)) + " |" in text
+    assert f"Fewer than 100 test defects, too few for these columns to rank arms: {names[0]} (" in text
 
 
 def test_no_small_test_warning_when_the_test_split_is_large_enough(benchmark_inputs: dict,

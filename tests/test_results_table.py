@@ -10,6 +10,8 @@ import pytest
 
 from anomalib_defectgan.benchmark.results_table import (
     best_arm,
+    class_aurocs,
+    format_class_table,
     format_paired,
     format_table,
     paired_differences,
@@ -127,3 +129,19 @@ def test_small_test_warning_below_the_minimum_only() -> None:
     assert "only 50 test defects (" in only_defects and "good test images" not in only_defects
     assert "1/50 = 0.020" in only_defects
     assert "undefined" in small_test_warning(goods=0, defects=5, minimum=100)
+
+
+def test_class_aurocs_rank_each_class_against_all_goods() -> None:
+    labels = [0, 0, 1, 1, 1, 1]
+    scores = [0.2, 0.4, 0.9, 0.8, 0.3, 0.1]
+    classes = ["good", "good", "scratch", "scratch", "inclusion", "inclusion"]
+    assert class_aurocs(labels, scores, classes) == {"inclusion": 0.25, "scratch": 1.0}
+    assert math.isnan(class_aurocs([1, 1], [0.5, 0.6], ["a", "a"])["a"]), "no goods: undefined, not 0 or 1"
+    runs = pd.DataFrame([{"arm": "cutpaste", "seed": 0, "scratch": 0.9, "inclusion": 0.7},
+                         {"arm": "cutpaste", "seed": 1, "scratch": 0.7, "inclusion": 0.5},
+                         {"arm": "defectgan", "seed": 0, "scratch": 0.8}])
+    text = format_class_table(runs, {"scratch": 120, "inclusion": 40}, goods=100, minimum=100)
+    assert "(40 inclusion, 120 scratch test defects, each class against the 100 good test images)" in text
+    assert "| cutpaste | 0.600 +- 0.141 | 0.800 +- 0.141 |" in text
+    assert "| defectgan | n/a | 0.800 |" in text
+    assert text.endswith("too few for these columns to rank arms: inclusion (40).")

@@ -40,6 +40,8 @@ from anomalib_defectgan.benchmark.new_grade_protocol import (
 )
 from anomalib_defectgan.benchmark.results_table import (
     BASELINES,
+    class_aurocs,
+    format_class_table,
     format_paired,
     format_table,
     json_safe,
@@ -257,7 +259,9 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         gan = fit_gan(gan_data, gan_config, out / "gan", gan_steps, gan_args or [], gan_max_time)
         generator_dir = gan.generator_dir
         print(f"GAN ready in {time.perf_counter() - started:.0f} s: {generator_dir}", flush=True)
-    rows, last = [], {}
+    rows, class_rows, last = [], [], {}
+    test_class = {str(Path(path).resolve()): name for path, name in zip(split.test["image_path"],
+                                                                          split.test["defect_class"])}
     clock = RunClock(len(seeds) * len(arms))
     for seed in seeds:
         for arm in arms:
@@ -298,6 +302,8 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
                     "predicted": result.predicted.tolist(), "image_paths": result.image_paths,
                     "threshold": result.threshold, "seconds": seconds, "run": run})))
             rows.append({"arm": arm, "seed": seed, **result.metrics, "seconds": seconds})
+            classes = [test_class.get(str(Path(path).resolve()), "?") for path in result.image_paths]
+            class_rows.append({"arm": arm, "seed": seed, **class_aurocs(result.labels, result.scores, classes)})
             print(f"[{arm} seed {seed}] " + ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items())
                   + f" ({seconds:.0f} s; {clock.left()})", flush=True)
             last[arm] = result
@@ -306,6 +312,8 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
     summary = summarize(runs)
     found = reductions(summary, "defectgan", "none", BASELINES) if {"defectgan", "none"} <= set(arms) else {}
     paired = paired_differences(runs, "defectgan", BASELINES)
+    per_class = pd.DataFrame(class_rows)
+    class_counts = split.test.loc[split.test["label"] == "defect", "defect_class"].value_counts().to_dict()
     test_goods = int((split.test["label"] == "good").sum())
     test_defects = int((split.test["label"] == "defect").sum())
     warnings = [line for line in (small_test_warning(test_goods, test_defects, MIN_TEST_IMAGES),
@@ -332,6 +340,8 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
                     for arm in summary.index},
         "relative_error_reduction": found,
         "paired_vs_best_baseline": paired,
+        "class_auroc": {arm: {name: float(group[name].mean()) for name in per_class.columns
+                              if name not in ("arm", "seed")} for arm, group in per_class.groupby("arm", sort=False)},
     }
     sizes = (f"Seeds {seeds}; {len(split.test)} test images ({test_goods} good, {test_defects} real defects); "
              f"{len(split.donors)} real donor defects.")
@@ -341,6 +351,8 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
     lines += [format_table(summary), ""]
     if paired:
         lines += [format_paired(paired), ""]
+    if len(class_counts) > 1:
+        lines += [format_class_table(per_class, class_counts, test_goods, MIN_TEST_IMAGES), ""]
     if found:
         lines.append(f"Relative error reduction of DefectGAN: vs none {found['vs_none']:+.1%}, vs best baseline "
                      f"({found['best_baseline']}) {found['vs_best_baseline']:+.1%}.")

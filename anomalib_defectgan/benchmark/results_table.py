@@ -178,6 +178,51 @@ def format_paired(paired: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def class_aurocs(labels: Sequence[int], scores: Sequence[float], classes: Sequence[str]) -> dict[str, float]:
+    """AUROC of each defect class against all good test images (goods have label 0).
+
+    Args:
+        labels: Ground-truth image labels (1 = defect).
+        scores: Image scores.
+        classes: Defect class of each image (ignored for goods).
+
+    Returns:
+        ``{class: AUROC}`` for every defect class in the test set, sorted by name (NaN without goods).
+    """
+    labels = np.asarray(labels).astype(int)
+    scores = np.asarray(scores, dtype=np.float64)
+    classes = np.asarray(classes, dtype=object)
+    good = labels == 0
+    return {str(name): _safe(roc_auc_score, labels[good | selected], scores[good | selected])
+            for name in sorted(set(classes[labels == 1]))
+            for selected in [(classes == name) & (labels == 1)]}
+
+
+def format_class_table(per_class: pd.DataFrame, counts: dict[str, int], goods: int, minimum: int) -> str:
+    """Markdown table of per-class AUROC, mean +- std over seeds: one row per arm, one column per class.
+
+    Args:
+        per_class: One row per arm and seed (``arm``, ``seed``, one column per defect class).
+        counts: Test defects of each class (the table's columns; a class no run scored is ``n/a``).
+        goods: Good test images (every class is ranked against all of them).
+        minimum: Fewest test defects a class needs for its AUROC to rank arms (a note names the others).
+    """
+    names = sorted(counts)
+    lines = [f"Per-class AUROC, mean +- std over seeds ({', '.join(f'{counts[n]} {n}' for n in names)} test "
+             f"defects, each class against the {goods} good test images):", "",
+             "| arm | " + " | ".join(names) + " |", "|" + " --- |" * (len(names) + 1)]
+    for arm, group in per_class.groupby("arm", sort=False):
+        cells = []
+        for name in names:
+            mean, std = _mean_std(group[name].astype(float).tolist() if name in group else [])
+            cells.append("n/a" if math.isnan(mean) else f"{mean:.3f}" + ("" if math.isnan(std) else f" +- {std:.3f}"))
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    few = [f"{n} ({counts[n]})" for n in names if counts[n] < minimum]
+    if few:
+        lines += ["", f"Fewer than {minimum} test defects, too few for these columns to rank arms: {', '.join(few)}."]
+    return "\n".join(lines)
+
+
 def small_test_warning(goods: int, defects: int, minimum: int) -> str | None:
     """A warning when the test split holds fewer than ``minimum`` good images or defects.
 
