@@ -507,3 +507,20 @@ def test_sample_grids_keep_one_batch_and_write_on_schedule(tmp_path: Path) -> No
     grids.on_train_end(trainer, model)
     grid = read_image(tmp_path / "samples" / "final.png")
     assert grid.shape[0] == 2 * (SIZE + 2) + 2, "two rows of tiles, 2 px padding"
+
+
+def test_vocabulary_checks_name_the_mismatch() -> None:
+    from anomalib_defectgan.models.defect_gan.vocabulary import check_checkpoint, checked_vocab
+
+    with pytest.raises(DefectGanError, match="must start with 'good'"):
+        checked_vocab({}, ["scratch", "good"], ["a"], 1, 32)
+    with pytest.raises(DefectGanError, match="must start with 'good'"):
+        checked_vocab({}, [], ["a"], 1, 32)
+    with pytest.raises(DefectGanError, match=r"model channels 3 do not match the data's 1"):
+        checked_vocab({"channels": 3}, ["good", "scratch"], ["a"], 1, 32)
+    assert checked_vocab({"classes": []}, ["good", "s"], ["a"], 1, 32)["classes"] == ["good", "s"]
+    model = tiny_model()
+    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
+    check_checkpoint(checkpoint, model.hparams)
+    with pytest.raises(DefectGanError, match=r"the checkpoint's grades \['other'\] do not match"):
+        check_checkpoint({**checkpoint, "hyper_parameters": {**model.hparams, "grades": ["other"]}}, model.hparams)

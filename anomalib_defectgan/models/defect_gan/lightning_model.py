@@ -31,6 +31,12 @@ from anomalib_defectgan.models.defect_gan.loss import Critics, DefectGanLoss, re
 from anomalib_defectgan.models.defect_gan.passes import GanPasses, SamplePasses, forward_passes, sample_passes
 from anomalib_defectgan.models.defect_gan.sample_grid import SampleGrids, log_dir
 from anomalib_defectgan.models.defect_gan.torch_model import DefectGanNet
+from anomalib_defectgan.models.defect_gan.vocabulary import (
+    check_checkpoint,
+    check_crop_size,
+    check_precision,
+    checked_vocab,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -175,16 +181,7 @@ class DefectGan(pl.LightningModule):
         Raises:
             DefectGanError: The model was configured (or trained) for other vocabularies.
         """
-        given = {"classes": list(classes), "grades": list(grades), "channels": int(channels),
-                 "crop_size": int(crop_size)}
-        if classes[0] != "good":
-            raise DefectGanError(f"class vocabulary must start with 'good', got {list(classes)}")
-        for name, value in given.items():
-            current = self.hparams.get(name)
-            if current not in (None, [], value):
-                raise DefectGanError(
-                    f"model {name} {current} do not match the data's {value}: the model config (or checkpoint) "
-                    f"was made for other data; remove model.{name} from the config or use matching data")
+        given = checked_vocab(self.hparams, classes, grades, channels, crop_size)
         if self.built:
             return
         for name, value in given.items():
@@ -193,9 +190,7 @@ class DefectGan(pl.LightningModule):
 
     def _build(self) -> None:
         h = self.hparams
-        stride = max(8, 2 ** (h.code_levels - 1))
-        if h.crop_size % stride:
-            raise DefectGanError(f"crop_size must be a multiple of {stride}, got {h.crop_size}")
+        check_crop_size(h.crop_size, h.code_levels)
         num_classes, num_grades = len(h.classes), len(h.grades)
         self.net = DefectGanNet(**self.net_config())
         self.net_ema = copy.deepcopy(self.net).requires_grad_(False)
@@ -218,21 +213,11 @@ class DefectGan(pl.LightningModule):
         if not self.built:
             raise DefectGanError("DefectGan needs classes, grades, channels and crop_size: give them as init "
                                  "arguments or train with a DefectDataModule")
-        precision = str(getattr(self.trainer, "precision", "32-true"))
-        scaler = getattr(getattr(self.trainer, "precision_plugin", None), "scaler", None)
-        if precision.startswith("16") or scaler is not None:
-            raise DefectGanError(f"precision {precision!r} is not supported: use '32-true' or 'bf16-mixed'")
+        check_precision(self.trainer)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse a checkpoint of another kind or of other vocabularies."""
-        state = checkpoint.get("state_dict", {})
-        hparams = checkpoint.get("hyper_parameters", {})
-        if not any(key.startswith("net_ema.") for key in state) or "classes" not in hparams:
-            raise DefectGanError("the checkpoint is not a DefectGan checkpoint (no EMA generator weights)")
-        for name in ("classes", "grades", "channels", "crop_size"):
-            if self.built and hparams.get(name) != self.hparams.get(name):
-                raise DefectGanError(f"the checkpoint's {name} {hparams.get(name)} do not match the data's "
-                                     f"{self.hparams.get(name)}")
+        """Refuse a checkpoint of another kind or of other vocabularies (:mod:`.vocabulary`)."""
+        check_checkpoint(checkpoint, self.hparams if self.built else None)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """Adam for encoder + generator + leak adversaries, Adam for the two discriminators.
