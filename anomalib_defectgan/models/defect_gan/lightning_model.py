@@ -73,7 +73,8 @@ class DefectGan(pl.LightningModule):
         region_dilation: Pixels the region G may change grows beyond the pasted edge (``"composite"``).
         region_feather: Sigma (px) over which G's change fades out beyond that region (0: hard edge).
         composite_mode: ``"paste"``, ``"residual"`` or ``"adaptive"``: how the donor's defect is put
-            on the canvas. The network arguments above are :class:`DefectGanNet`'s, documented there.
+            on the canvas. ``base_channels`` to ``composite_mode`` are :class:`DefectGanNet`'s
+            arguments, documented in full there.
         contrast_jitter: ``"composite"`` training: the donor's defect is put back on its own restored
             background with its contrast scaled by a random factor in ``1 +- contrast_jitter``, and G
             must rebuild the real donor from that (the paired target).
