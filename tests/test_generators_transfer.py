@@ -463,3 +463,28 @@ def test_min_strength_paints_fainter_defects_and_labels_only_what_still_changed(
         assert faint_change <= full_change * faint.last_info[i]["strength"] + 1e-4
     with pytest.raises(ValueError, match=r"min_strength must be in \(0, 1\], got 0"):
         DefectTransferGenerator(path, world["bank"], cache_dir=world["cache"], min_strength=0)
+
+
+def test_composite_mode_overrides_the_gans_own_as_if_it_had_been_trained_with_it(world: dict[str, Path]) -> None:
+    residual = make_tiny_generator(world["root"] / "gen_mode_residual", defect_path="composite",
+                                   composite_mode="residual")
+    paste = make_tiny_generator(world["root"] / "gen_mode_paste", defect_path="composite", composite_mode="paste")
+    images = torch.rand(4, 1, 32, 32) * 0.1 + 0.45
+    donors = [0, 1, 4, 5]
+
+    def paint(path: Path, **settings: object) -> tuple[torch.Tensor, torch.Tensor]:
+        gen = DefectTransferGenerator(path, world["bank"], probability=1.0, seed=4, cache_dir=world["cache"],
+                                      edge_margin=0, **settings)
+        return gen.paint_donors(images, donors)
+
+    as_trained, _ = paint(residual)
+    overridden, mask = paint(residual, composite_mode="paste")
+    reference, reference_mask = paint(paste)  # same seed: the same tiny weights, trained as paste
+    assert (overridden - as_trained).abs().max() > 0.01, "the override changes the painting"
+    assert torch.equal(overridden, reference) and torch.equal(mask, reference_mask)
+    assert torch.equal(paint(residual, composite_mode="residual")[0], as_trained)
+    with pytest.raises(ValueError, match="composite_mode must be one of"):
+        paint(residual, composite_mode="poisson")
+    code_path = make_tiny_generator(world["root"] / "gen_mode_code")
+    with pytest.raises(ValueError, match="applies to a composite-path GAN"):
+        paint(code_path, composite_mode="paste")

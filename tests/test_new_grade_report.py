@@ -13,6 +13,7 @@ from anomalib_defectgan.benchmark import new_grade
 from anomalib_defectgan.benchmark.classifier_run import ArmResult, ClassifierSettings
 from anomalib_defectgan.benchmark.new_grade_protocol import new_grade_split
 from anomalib_defectgan.data.manifest import read_manifest
+from anomalib_defectgan.errors import DefectGanError
 from tests.helpers import write_blob_dataset
 
 
@@ -151,3 +152,19 @@ def test_donors_larger_than_the_gan_window_are_reported(tmp_path: Path) -> None:
     assert "'spot'" not in warning, "the bank's spots (radius <= 6 px) fit the window"
     assert new_grade._window_warning(bank, make_tiny_generator(tmp_path / "gen64", crop_size=64)) is None
     assert new_grade._window_warning(bank, None) is None
+
+
+def test_composite_mode_reaches_the_generator_and_is_recorded(benchmark_inputs: dict,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+    monkeypatch.setattr(new_grade, "build_generator", lambda arm, *args, **kwargs: seen.append((arm, kwargs)))
+    inputs = {**benchmark_inputs, "generator_dir": benchmark_inputs["out"] / "given_gan"}
+    results = new_grade.run_benchmark(**{**inputs, "arms": ["cutpaste", "defectgan"], "seeds": [0],
+                                         "composite_mode": "paste"})
+    assert [arm for arm, _ in seen] == ["cutpaste", "defectgan"]
+    assert all(kwargs["transfer"]["composite_mode"] == "paste" for _, kwargs in seen)
+    assert results["composite_mode"] == "paste"
+    saved = json.loads((benchmark_inputs["out"] / "runs" / "defectgan_seed0" / "result.json").read_text())
+    assert saved["run"]["composite_mode"] == "paste"
+    with pytest.raises(DefectGanError, match="a finished run made with other settings"):
+        new_grade.run_benchmark(**{**inputs, "arms": ["defectgan"], "seeds": [0]})

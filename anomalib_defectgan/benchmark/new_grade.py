@@ -221,7 +221,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
                   gan_args: list[str] | None = None, resume: bool = True, mask_source: str = "donor",
                   min_change: float = CHANGE_THRESHOLD, critic_redraws: int = 0, window: int | None = None,
                   gan_max_time: str | None = None, change_scale: float = 1.0,
-                  min_strength: float = 1.0) -> dict[str, Any]:
+                  min_strength: float = 1.0, composite_mode: str | None = None) -> dict[str, Any]:
     """Run every arm for every seed; write runs.csv, results.md and results.json under ``out``.
 
     Args:
@@ -242,6 +242,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         critic_redraws: ``DefectTransferGenerator``'s ``critic_redraws``.
         change_scale: ``DefectTransferGenerator``'s ``change_scale``.
         min_strength: ``DefectTransferGenerator``'s ``min_strength``.
+        composite_mode: ``DefectTransferGenerator``'s ``composite_mode`` (None: the GAN's own).
         window: ``DefectTransferGenerator``'s ``window`` (None: the GAN's crop size).
         gan_max_time: Safety cap on the GAN's training time, ``DD:HH:MM:SS`` (None: the config's).
 
@@ -273,7 +274,8 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
                                  "min_change": min_change, "critic_redraws": critic_redraws,
                                  **({"window": window} if window else {}),
                                  **({"change_scale": change_scale} if change_scale != 1.0 else {}),
-                                 **({"min_strength": min_strength} if min_strength != 1.0 else {})}
+                                 **({"min_strength": min_strength} if min_strength != 1.0 else {}),
+                                 **({"composite_mode": composite_mode} if composite_mode else {})}
                                 if arm == "defectgan" else {})})
             if resume and finished.is_file():
                 saved = json.loads(finished.read_text())
@@ -293,7 +295,8 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
                 generator = None if arm == "none" else build_generator(
                     arm, donors, generator_dir, seed=seed,
                     transfer={"mask_source": mask_source, "min_change": min_change, "critic_redraws": critic_redraws,
-                              "window": window, "change_scale": change_scale, "min_strength": min_strength})
+                              "window": window, "change_scale": change_scale, "min_strength": min_strength,
+                              "composite_mode": composite_mode})
                 result = train_and_test(path, generator, settings, seed, arm_dir / "anomalib", name=f"{title}_{arm}")
                 seconds = time.perf_counter() - started
                 clock.finished(seconds)
@@ -328,6 +331,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         "critic_redraws": critic_redraws,
         "change_scale": change_scale,
         "min_strength": min_strength,
+        "composite_mode": composite_mode,
         "window": window,
         "test_images": len(split.test),
         "test_goods": test_goods,
@@ -388,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--synthetic-ratio", type=float, default=0.5)
     parser.add_argument("--generator", help="a trained generator folder (skips GAN training)")
-    add_transfer_options(parser, "defectgan arm", strength=True)
+    add_transfer_options(parser, "defectgan arm", strength=True, composite=True)
     parser.add_argument("--gan-config", default="defect_gan/cpu.yaml",
                         help="defectgan fit config: a file, or a shipped name (default: %(default)s)")
     parser.add_argument("--gan-steps", type=int,
@@ -436,5 +440,6 @@ def main(argv: list[str]) -> int:
                   Path(args.generator) if args.generator else None, frame,
                   gan_max_time=args.gan_max_time,
                   mask_source=args.mask_source, min_change=args.min_change, critic_redraws=args.critic_redraws,
-                  window=args.window, change_scale=args.change_scale, min_strength=args.min_strength)
+                  window=args.window, change_scale=args.change_scale, min_strength=args.min_strength,
+                  composite_mode=args.composite_mode)
     return 0

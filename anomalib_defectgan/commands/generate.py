@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="DefectGAN soft-mask value from which a pixel counts as defect (--mask-source gan).")
     parser.add_argument("--mask-dilation", type=int, default=2,
                         help="DefectGAN: growth (px) of donor masks (--mask-source donor).")
-    add_transfer_options(parser, "DefectGAN", strength=True)
+    add_transfer_options(parser, "DefectGAN", strength=True, composite=True)
     parser.add_argument("--channels", type=int, choices=(1, 3),
                         help="Image channels (default: 3 if one of 8 good images spread over the folder has colour, "
                              "else 1).")
@@ -192,6 +192,7 @@ def _settings(args: argparse.Namespace, normals: list[Path], channels: int, grad
             **({"window": args.window} if args.window else {}),
             **({"change_scale": args.change_scale} if args.change_scale != 1.0 else {}),
             **({"min_strength": args.min_strength} if args.min_strength != 1.0 else {}),
+            **({"composite_mode": args.composite_mode} if args.composite_mode else {}),
             **({"backend": args.backend, "batch_size": args.batch_size, "threads": torch.get_num_threads()}
                if args.generator == "defectgan" else {}),
             "channels": channels, "grade": grade, "split": args.split,

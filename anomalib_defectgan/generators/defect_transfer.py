@@ -136,6 +136,12 @@ class DefectTransferGenerator(nn.Module):
             is then the pixels that still changed by ``min_change``. A classifier trained only on
             salient transfers scores faint real defects far below its synthetic validation
             defects (docs/benchmarks.md, 2026-12-03).
+        composite_mode: How a composite-path GAN puts the donor's defect on the canvas before G
+            refines it, overriding the mode in its ``generator.json`` (None: that mode).
+            ``"paste"`` carries the donor's own pixels around the defect (right when donors and
+            canvases are the same material: few-shot on one line); ``"adaptive"`` / ``"residual"``
+            add only the defect's change (right for a new grade: no foreign plate). Measured on
+            SD-saliency and the steel world in docs/benchmarks.md (2026-12-03, eighth run).
         rotate90: Also use quarter turns of donors (off: rolled steel is directional).
         window: Side (px) of the window the GAN paints on (None: its training crop size). The GAN
             is convolutional, so a composite-path GAN trained on small crops can paint donors
@@ -172,6 +178,7 @@ class DefectTransferGenerator(nn.Module):
         critic_redraws: int = 0,
         change_scale: float = 1.0,
         min_strength: float = 1.0,
+        composite_mode: str | None = None,
         rotate90: bool = False,
         window: int | None = None,
         edge_margin: int | None = 0,
@@ -181,6 +188,7 @@ class DefectTransferGenerator(nn.Module):
     ) -> None:
         super().__init__()
         from anomalib_defectgan.models.defect_gan.inference import load_generator
+        from anomalib_defectgan.models.defect_gan.torch_model import COMPOSITE_MODES
 
         if not 0.0 <= probability <= 1.0:
             raise ValueError(f"probability must be in [0, 1], got {probability}")
@@ -205,6 +213,17 @@ class DefectTransferGenerator(nn.Module):
             raise ValueError(f"critic_redraws needs the GAN's critic V, and {checkpoint} has none (critic.safetensors "
                              "is written by 'defectgan fit' when V was trained: classifier_steps > 0)")
         self.critic_redraws = int(critic_redraws)
+        if composite_mode is not None:
+            if composite_mode not in COMPOSITE_MODES:
+                raise ValueError(f"composite_mode must be one of {COMPOSITE_MODES}, got {composite_mode!r}")
+            if not gan.needs_donor_pixels:
+                raise ValueError(f"composite_mode applies to a composite-path GAN; {checkpoint} is a code-path GAN "
+                                 "(defect_path 'code'): leave composite_mode out")
+            if openvino_model is not None and composite_mode != gan.net.composite_mode:
+                raise ValueError(f"openvino_model {openvino_model} was exported with composite_mode "
+                                 f"{gan.net.composite_mode!r}, not {composite_mode!r}: leave openvino_model out "
+                                 "(converted at start-up)")
+            gan.net.composite_mode = composite_mode
         self.__dict__["gan"] = gan  # not a submodule: see the class docstring
         self.bank = load_bank(defect_bank, classes)
         known = [c for c in self.bank.classes if c in gan.classes[1:]]

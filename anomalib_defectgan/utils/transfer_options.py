@@ -12,17 +12,19 @@ from typing import Any
 
 from anomalib_defectgan.data.blending import CHANGE_THRESHOLD
 from anomalib_defectgan.generators.defect_transfer import MASK_SOURCES
+from anomalib_defectgan.models.defect_gan.torch_model import COMPOSITE_MODES
 
 
 def add_transfer_options(parser: argparse.ArgumentParser, who: str, masks: bool = True,
-                         strength: bool = False) -> None:
-    """Add ``--window``, ``--change-scale``, ``--critic-redraws`` and (with ``masks``) ``--mask-source`` and ``--min-change``.
+                         strength: bool = False, composite: bool = False) -> None:
+    """Add ``--window``, ``--change-scale``, ``--critic-redraws`` and the optional groups below.
 
     Args:
         parser: The command's parser.
         who: What the options apply to, prefixed to each help text (e.g. ``"defectgan arm"``).
         masks: Also add the options that decide which pixels a transfer changes and labels.
         strength: Also add ``--min-strength``.
+        composite: Also add ``--composite-mode``.
     """
     if masks:
         parser.add_argument("--mask-source", choices=sorted(MASK_SOURCES), default="donor",
@@ -43,12 +45,19 @@ def add_transfer_options(parser: argparse.ArgumentParser, who: str, masks: bool 
         parser.add_argument("--min-strength", type=float, default=1.0,
                             help=f"{who}: scale each transfer's change by a factor drawn from [this, 1], so some "
                                  "synthetic defects are faint (default: %(default)s, as painted)")
+    if composite:
+        parser.add_argument("--composite-mode", choices=COMPOSITE_MODES, default=None,
+                            help=f"{who}: how a composite-path GAN puts the donor's defect on the canvas, "
+                                 "overriding its generator.json: paste (the donor's own pixels around the defect; "
+                                 "for donors of the same material) or adaptive / residual (the defect's change "
+                                 "only; for a new grade) (default: the GAN's own)")
     parser.add_argument("--critic-redraws", type=int, default=0,
                         help=f"{who}: redraw a transfer the GAN's critic V does not recognise as the donor's "
                              "class, up to this many times (default: %(default)s)")
 
 
-TRANSFER_OPTIONS = ("mask_source", "min_change", "window", "change_scale", "min_strength", "critic_redraws")
+TRANSFER_OPTIONS = ("mask_source", "min_change", "window", "change_scale", "min_strength", "composite_mode",
+                    "critic_redraws")
 """The :class:`DefectTransferGenerator` settings that :func:`add_transfer_options` may add."""
 
 
