@@ -488,3 +488,5 @@ def test_composite_mode_overrides_the_gans_own_as_if_it_had_been_trained_with_it
     code_path = make_tiny_generator(world["root"] / "gen_mode_code")
     with pytest.raises(ValueError, match="applies to a composite-path GAN"):
         paint(code_path, composite_mode="paste")
+    with pytest.raises(ValueError, match="exported with composite_mode 'residual', not 'paste'"):
+        paint(residual, composite_mode="paste", backend="openvino", openvino_model=world["root"] / "transfer.xml")
