@@ -192,10 +192,11 @@ def class_aurocs(labels: Sequence[int], scores: Sequence[float], classes: Sequen
     labels = np.asarray(labels).astype(int)
     scores = np.asarray(scores, dtype=np.float64)
     classes = np.asarray(classes, dtype=object)
-    good = labels == 0
-    return {str(name): _safe(roc_auc_score, labels[good | selected], scores[good | selected])
-            for name in sorted(set(classes[labels == 1]))
-            for selected in [(classes == name) & (labels == 1)]}
+    result = {}
+    for name in sorted(set(classes[labels == 1])):
+        rows = (labels == 0) | ((classes == name) & (labels == 1))
+        result[str(name)] = _safe(roc_auc_score, labels[rows], scores[rows])
+    return result
 
 
 def format_class_table(per_class: pd.DataFrame, counts: dict[str, int], goods: int, minimum: int) -> str:

@@ -140,8 +140,9 @@ class DefectTransferGenerator(nn.Module):
             refines it, overriding the mode in its ``generator.json`` (None: that mode).
             ``"paste"`` carries the donor's own pixels around the defect (right when donors and
             canvases are the same material: few-shot on one line); ``"adaptive"`` / ``"residual"``
-            add only the defect's change (right for a new grade: no foreign plate). Measured on
-            SD-saliency and the steel world in docs/benchmarks.md (2026-12-03, eighth run).
+            add only the defect's change (right for a new grade: no foreign plate). Paste was
+            measured on SD-saliency (docs/benchmarks.md, 2026-12-03 eighth run), adaptive on
+            the steel world (sixth run); paste on a new grade with the same weights was not.
         rotate90: Also use quarter turns of donors (off: rolled steel is directional).
         window: Side (px) of the window the GAN paints on (None: its training crop size). The GAN
             is convolutional, so a composite-path GAN trained on small crops can paint donors
