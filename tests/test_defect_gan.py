@@ -332,6 +332,31 @@ def test_composite_path_trains_and_refines_only_inside_the_region() -> None:
     assert torch.equal(f.transfer[~inside], batch.canvas.image[~inside])
 
 
+def test_filled_paired_background_is_the_donor_without_its_defect_and_trains() -> None:
+    from anomalib_defectgan.models.defect_gan.passes import paired_canvas
+
+    torch.manual_seed(0)
+    batch = make_batch()
+    donor, mask = batch.donor.image, batch.donor.mask
+    base = paired_canvas(donor, mask)
+    outside = mask.expand_as(donor) == 0
+    assert torch.equal(base[outside], donor[outside]), "the donor's own pixels around its defect"
+    background = donor[outside].mean()
+    assert (base - background).abs()[~outside].mean() < 0.5 * (donor - background).abs()[~outside].mean(), \
+        "the defect is filled in with the material around it"
+    model = tiny_model(defect_path="composite", composite_mode="residual", paired_background="filled",
+                       contrast_jitter=0.0)
+    f = model.forward_passes(batch)
+    expected = model.net.composite(base, donor, mask)[0]
+    assert torch.allclose(f.reinserted, expected, atol=2e-3), "G starts as the identity of the filled composite"
+    assert not torch.allclose(f.restored, base, atol=2e-3), "and that is not G's restoration"
+    for _ in range(2):
+        losses, _ = iteration(model, batch, r1=False)
+    assert all(torch.isfinite(v) for v in losses["g"].values())
+    with pytest.raises(DefectGanError, match="paired_background"):
+        tiny_model(defect_path="composite", paired_background="restoration")
+
+
 def test_region_feather_fades_the_change_out_instead_of_a_hard_edge() -> None:
     from anomalib_defectgan.data.blending import dilate
 

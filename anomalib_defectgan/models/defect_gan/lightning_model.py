@@ -28,7 +28,13 @@ from anomalib_defectgan.models.defect_gan.discriminator import (
     MultiTaskDiscriminator,
 )
 from anomalib_defectgan.models.defect_gan.loss import Critics, DefectGanLoss, resolve_weights
-from anomalib_defectgan.models.defect_gan.passes import GanPasses, SamplePasses, forward_passes, sample_passes
+from anomalib_defectgan.models.defect_gan.passes import (
+    PAIRED_BACKGROUNDS,
+    GanPasses,
+    SamplePasses,
+    forward_passes,
+    sample_passes,
+)
 from anomalib_defectgan.models.defect_gan.sample_grid import SampleGrids, log_dir
 from anomalib_defectgan.models.defect_gan.torch_model import DefectGanNet
 from anomalib_defectgan.models.defect_gan.vocabulary import (
@@ -78,6 +84,9 @@ class DefectGan(pl.LightningModule):
         contrast_jitter: ``"composite"`` training: the donor's defect is put back on its own restored
             background with its contrast scaled by a random factor in ``1 +- contrast_jitter``, and G
             must rebuild the real donor from that (the paired target).
+        paired_background: What the paired target puts the donor's defect back on: ``"restored"``
+            (G's restoration ``A_hat``) or ``"filled"`` (the donor itself, its defect pixels filled
+            in from the material around them: no restoration trace for G to learn to correct).
         d_base_channels: Discriminator width at full resolution.
         d_max_channels: Cap on discriminator width.
         patch_size: Side of co-occurrence patches (default: crop_size // 4, at least 8).
@@ -131,6 +140,7 @@ class DefectGan(pl.LightningModule):
         region_feather: float = 0.0,
         composite_mode: str = "paste",
         contrast_jitter: float = 0.4,
+        paired_background: str = "restored",
         d_base_channels: int = 16,
         d_max_channels: int = 64,
         patch_size: int | None = None,
@@ -159,6 +169,8 @@ class DefectGan(pl.LightningModule):
         export_generator: bool = True,
     ) -> None:
         super().__init__()
+        if paired_background not in PAIRED_BACKGROUNDS:
+            raise DefectGanError(f"paired_background must be one of {PAIRED_BACKGROUNDS}, got {paired_background!r}")
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.weights = resolve_weights(loss_weights)
@@ -275,7 +287,8 @@ class DefectGan(pl.LightningModule):
     def forward_passes(self, batch: GanBatch) -> GanPasses:
         """Restore, transfer, identity, re-insert and cycle passes of one iteration (:mod:`.passes`)."""
         h = self.hparams
-        return forward_passes(self.net, batch, h.grade_dropout, h.reinsert_noise, h.contrast_jitter)
+        return forward_passes(self.net, batch, h.grade_dropout, h.reinsert_noise, h.contrast_jitter,
+                              h.paired_background)
 
     @property
     def critics(self) -> Critics:

@@ -102,11 +102,28 @@ def drop_grade(net: DefectGanNet, grade: Tensor, probability: float) -> Tensor:
     return torch.where(torch.rand(grade.shape, device=grade.device) < probability, unknown, grade)
 
 
+#: What the paired target pastes the donor's defect back onto (``DefectGan(paired_background=...)``).
+PAIRED_BACKGROUNDS = ("restored", "filled")
+
+
+def paired_canvas(donor: Tensor, defect: Tensor) -> Tensor:
+    """The donor without its defect: its own pixels outside ``defect``, the material around them filled in under it.
+
+    Unlike G's restoration ``A_hat``, it carries no trace of the defect and none of G's
+    reconstruction error, so the pixels around a pasted defect are the donor's real ones, as a
+    real canvas' are at transfer time; G is not taught to correct a restoration it never sees
+    when painting.
+    """
+    from anomalib_defectgan.data.blending import fill_from_surroundings
+
+    return fill_from_surroundings(donor, 1.0 - defect)
+
+
 def forward_passes(net: DefectGanNet, batch: GanBatch, grade_dropout: float, reinsert_noise: float,
-                   contrast_jitter: float) -> GanPasses:
+                   contrast_jitter: float, paired_background: str = "restored") -> GanPasses:
     """Restore, transfer, identity, re-insert and cycle passes of one iteration (either path)."""
     if net.composite_path:
-        return composite_passes(net, batch, grade_dropout, contrast_jitter)
+        return composite_passes(net, batch, grade_dropout, contrast_jitter, paired_background)
     return code_passes(net, batch, grade_dropout, reinsert_noise)
 
 
@@ -148,12 +165,15 @@ def code_passes(net: DefectGanNet, batch: GanBatch, grade_dropout: float, reinse
         cycled=cycled, m_cycle=second.mask[n:], region=region, gt=donor.mask[:n], kind=donor.mask_kind[:n])
 
 
-def composite_passes(net: DefectGanNet, batch: GanBatch, grade_dropout: float, contrast_jitter: float) -> GanPasses:
+def composite_passes(net: DefectGanNet, batch: GanBatch, grade_dropout: float, contrast_jitter: float,
+                     paired_background: str = "restored") -> GanPasses:
     """The passes of ``defect_path="composite"``: the donor's real pixels are pasted, G refines.
 
     1. Restore ``A_hat`` and identity ``N_tilde`` as in the code path (G's own mask).
     2. Transfer ``X = G(paste(A -> B))`` in the pasted region; paired target
-       ``A_rec = G(paste(jitter(A) -> stopgrad(A_hat)))`` must rebuild ``A``.
+       ``A_rec = G(paste(jitter(A) -> background))`` must rebuild ``A``, where ``background`` is
+       ``stopgrad(A_hat)`` (``paired_background="restored"``) or the donor itself with its defect
+       pixels filled in from the material around them (``"filled"``, :func:`paired_canvas`).
     3. Cycle ``B_tilde = G(X, code(X), 0, good, q)``.
     """
     donor, canvas, good = batch.donor, batch.canvas, batch.good
@@ -178,7 +198,8 @@ def composite_passes(net: DefectGanNet, batch: GanBatch, grade_dropout: float, c
     background = (a * (1.0 - defect)).sum(dim=(2, 3), keepdim=True) / (1.0 - defect).sum(
         dim=(2, 3), keepdim=True).clamp_min(1.0)
     jittered = (background + gain * (a - background)).clamp(0.0, 1.0)
-    paired_in, paired_region = net.composite(restored.detach(), jittered, defect)
+    paired_base = restored.detach() if paired_background == "restored" else paired_canvas(a, defect)
+    paired_in, paired_region = net.composite(paired_base, jittered, defect)
     pasted, region = net.composite(b, a, defect)
     second_in = torch.cat([paired_in, pasted])
     enc2 = net.encode(second_in)
