@@ -184,6 +184,24 @@ def test_figure_rows_show_the_composite_the_gan_refined(world: tuple[Path, Path]
                       torch.rand(1, 1, 48, 48), [0])
 
 
+def test_composite_mode_is_painted_recorded_and_refused_for_the_code_path(
+        world: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest, code_path_generator = world
+    generator = make_tiny_generator(tmp_path / "composite", classes=CLASSES, crop_size=32, defect_path="composite",
+                                    composite_mode="residual")
+    common = ["--generator", str(generator), "--manifest", str(manifest), "--new-grade", "pickled", *FAST]
+    assert main([*common, "--json", str(tmp_path / "as_trained.json")]) == 0
+    assert main([*common, "--composite-mode", "paste", "--json", str(tmp_path / "paste.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "composite_mode paste" in printed and "composite_mode as trained" in printed
+    as_trained, paste = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("as_trained", "paste"))
+    assert as_trained["composite_mode"] is None and paste["composite_mode"] == "paste"
+    assert paste["generated"]["cutpaste"] == as_trained["generated"]["cutpaste"], "the same canvases and donors"
+    assert paste["generated"]["defectgan"] != as_trained["generated"]["defectgan"], "painted another way"
+    with pytest.raises(DefectGanError, match="composite"):
+        main(["--generator", str(code_path_generator), "--manifest", str(manifest), "--composite-mode", "paste", *FAST])
+
+
 # ----------------------------------------------------------------------------------------- bad input
 
 

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=20, help="random halves for the Frechet distances")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the results here as JSON")
-    add_transfer_options(parser, "defectgan", masks=False)
+    add_transfer_options(parser, "defectgan", masks=False, composite=True)
     parser.add_argument("--figure", help="also write a donor | canvas | composite | output | mask grid (PNG) here")
     parser.add_argument("--figure-per-class", type=int, default=2, help="rows per defect class in --figure")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")

@@ -51,12 +51,14 @@ from anomalib_defectgan.benchmark.gan_quality.sampling import (
 )
 from anomalib_defectgan.data.manifest import read_manifest, vocabularies
 from anomalib_defectgan.errors import DefectGanError
+from anomalib_defectgan.utils.transfer_options import transfer_settings
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """The whole benchmark; returns the results dictionary (also printed, and saved with ``--json``)."""
     started = time.perf_counter()
     gan = load_checked_generator(args.generator)
+    settings = transfer_settings(args)
     frame = read_manifest(args.manifest)
     check_channels(args.generator, args.manifest, gan.channels, frame)
     crop = int(args.crop or gan.crop_size)
@@ -79,10 +81,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     generation_started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gan-quality-") as workdir:
         samples, gen_notes = generate(args.generator, plan, args.num, crop, args.batch_size, args.seed,
-                                      Path(workdir), gan.channels, args.critic_redraws, args.change_scale, args.window)
+                                      Path(workdir), gan.channels, settings)
         if args.figure:
             write_figure(args.generator, plan, crop, gan.channels, args.figure_per_class, args.seed,
-                         Path(args.figure), Path(workdir), args.change_scale, args.window)
+                         Path(args.figure), Path(workdir), settings)
     generation_seconds = time.perf_counter() - generation_started
     scores, features = {}, {}
     for arm in ARMS:
@@ -100,9 +102,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "canvas_grades": list(plan.canvas_rows),
         "crop": crop,
         "num": args.num,
-        "critic_redraws": args.critic_redraws,
-        "change_scale": args.change_scale,
-        "window": args.window,
+        **settings,
         "seed": args.seed,
         "classes": classes,
         "grades": grades,

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from anomalib_defectgan.benchmark.gan_quality.sampling import ARMS
+from anomalib_defectgan.utils.transfer_options import TRANSFER_OPTIONS
 
 
 def _cell(value: float, digits: int = 3) -> str:
@@ -34,6 +35,10 @@ def format_report(results: dict[str, Any]) -> str:
     lines += ["", (f"Frechet: mean +- std over {fd['repeats']} random halves of {fd['reference_defects']} real "
                    f"val/test defects ({fd['real_vs_real']['half']} per half; each generator is compared with the "
                    "same halves using as many generated crops).")]
+    settings = {name: results[name] for name in TRANSFER_OPTIONS if name in results}
+    if settings:
+        painted = ", ".join(f"{name} {'as trained' if value is None else value}" for name, value in settings.items())
+        lines.append(f"defectgan painted with: {painted}.")
     return "\n".join(lines)
 
 

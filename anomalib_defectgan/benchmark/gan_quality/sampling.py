@@ -206,9 +206,11 @@ def canvas_schedule(plan: Plan, num: int, rng: np.random.Generator) -> list[tupl
 
 
 def generate(generator: str | Path, plan: Plan, num: int, crop: int, batch_size: int, seed: int, workdir: Path,
-             channels: int, critic_redraws: int = 0, change_scale: float = 1.0,
-             window: int | None = None) -> tuple[dict[str, Generated], list[str]]:
+             channels: int, settings: dict[str, Any] | None = None) -> tuple[dict[str, Generated], list[str]]:
     """Paint ``num`` defects with each generator as it ships, on the same canvases.
+
+    ``settings``: :class:`DefectTransferGenerator` keywords for the GAN (``window``,
+    ``change_scale``, ``composite_mode``, ``critic_redraws``: :mod:`~anomalib_defectgan.utils.transfer_options`).
 
     For each canvas CutPaste draws a donor (uniform class, then uniform donor, from the training
     defects of the other grades where there are any); ``DefectTransferGenerator`` (the GAN, with
@@ -237,9 +239,7 @@ def generate(generator: str | Path, plan: Plan, num: int, crop: int, batch_size:
         bank = DefectBank(donor_manifest, grades=others)
         painters = {kind: build_generator(kind, bank, seed=seed * 1000 + g) for kind in ("cutpaste", "nsa")}
         transfer = build_generator("defectgan", bank, generator, seed=seed * 1000 + g,
-                                   transfer={"grade": grade, "cache_dir": workdir / "codes",
-                                             "critic_redraws": critic_redraws, "change_scale": change_scale,
-                                             "window": window})
+                                   transfer={"grade": grade, "cache_dir": workdir / "codes", **(settings or {})})
         index_of = {donor.path: i for i, donor in enumerate(bank.donors)}
         mine = [path for canvas_grade, path in schedule if canvas_grade == grade]
         for start in range(0, len(mine), batch_size):
@@ -265,9 +265,10 @@ def generate(generator: str | Path, plan: Plan, num: int, crop: int, batch_size:
 
 
 def write_figure(generator: str | Path, plan: Plan, crop: int, channels: int, per_class: int, seed: int,
-                 path: Path, workdir: Path, change_scale: float = 1.0, window: int | None = None) -> Path:
+                 path: Path, workdir: Path, settings: dict[str, Any] | None = None) -> Path:
     """``per_class`` transfers of each donor class onto the first canvas grade, as a PNG grid
-    (:mod:`~anomalib_defectgan.benchmark.transfer_figure`)."""
+    (:mod:`~anomalib_defectgan.benchmark.transfer_figure`), painted with the GAN ``settings`` of
+    :func:`generate` except ``critic_redraws`` (the grid shows the first draw)."""
     from anomalib_defectgan.benchmark.transfer_figure import transfer_grid, transfer_rows
     from anomalib_defectgan.generators.defect_bank import DefectBank
     from anomalib_defectgan.generators.factory import build_generator
@@ -278,7 +279,7 @@ def write_figure(generator: str | Path, plan: Plan, crop: int, channels: int, pe
     bank = DefectBank(donor_manifest, grades=others)
     painter = build_generator("defectgan", bank, generator, seed=seed,
                               transfer={"grade": grade, "edge_margin": 0, "cache_dir": workdir / "codes",
-                                        "change_scale": change_scale, "window": window})
+                                        **{k: v for k, v in (settings or {}).items() if k != "critic_redraws"}})
     rng = np.random.default_rng([seed, 43])
     classes = [donor.defect_class for donor in bank.donors]
     donors = [int(i) for name in sorted(set(classes))
