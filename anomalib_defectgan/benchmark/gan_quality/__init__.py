@@ -18,8 +18,9 @@ same real donor defects onto the same good canvases, and we report:
   pixels' energy (squared change) that lies outside the mask.
 
 What is judged is what ships: the GAN paints through ``DefectTransferGenerator`` with its
-default settings (the code that ``defectgan generate``, ``DefectAugmented`` and the new-grade
-benchmark paint with), CutPaste and the NSA-style Poisson copy-paste through
+default settings or the ``--window`` / ``--change-scale`` / ``--composite-mode`` /
+``--critic-redraws`` given (the code and options that ``defectgan generate``, ``DefectAugmented``
+and the new-grade benchmark paint with), CutPaste and the NSA-style Poisson copy-paste through
 ``CutPasteGenerator``, with the settings of the new-grade benchmark's arms.
 
 Layout: :mod:`~anomalib_defectgan.benchmark.gan_quality.sampling` (which rows play which part,

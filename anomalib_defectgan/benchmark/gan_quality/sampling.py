@@ -214,7 +214,7 @@ def generate(generator: str | Path, plan: Plan, num: int, crop: int, batch_size:
 
     For each canvas CutPaste draws a donor (uniform class, then uniform donor, from the training
     defects of the other grades where there are any); ``DefectTransferGenerator`` (the GAN, with
-    its default settings: what ``defectgan generate`` and ``DefectAugmented`` paint) then paints
+    ``settings``: what ``defectgan generate`` and ``DefectAugmented`` paint with them) then paints
     that same donor onto the same canvas (:meth:`DefectTransferGenerator.paint_donors`), and the
     NSA-style Poisson copy-paste draws its own donor the same way.
 
