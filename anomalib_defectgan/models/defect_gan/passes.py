@@ -120,7 +120,7 @@ def paired_canvas(donor: Tensor, defect: Tensor) -> Tensor:
 
 
 def forward_passes(net: DefectGanNet, batch: GanBatch, grade_dropout: float, reinsert_noise: float,
-                   contrast_jitter: float, paired_background: str = "restored") -> GanPasses:
+                   contrast_jitter: float, paired_background: str) -> GanPasses:
     """Restore, transfer, identity, re-insert and cycle passes of one iteration (either path)."""
     if net.composite_path:
         return composite_passes(net, batch, grade_dropout, contrast_jitter, paired_background)
@@ -166,7 +166,7 @@ def code_passes(net: DefectGanNet, batch: GanBatch, grade_dropout: float, reinse
 
 
 def composite_passes(net: DefectGanNet, batch: GanBatch, grade_dropout: float, contrast_jitter: float,
-                     paired_background: str = "restored") -> GanPasses:
+                     paired_background: str) -> GanPasses:
     """The passes of ``defect_path="composite"``: the donor's real pixels are pasted, G refines.
 
     1. Restore ``A_hat`` and identity ``N_tilde`` as in the code path (G's own mask).
