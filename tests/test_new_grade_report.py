@@ -168,3 +168,62 @@ def test_composite_mode_reaches_the_generator_and_is_recorded(benchmark_inputs: 
     assert saved["run"]["composite_mode"] == "paste"
     with pytest.raises(DefectGanError, match="a finished run made with other settings"):
         new_grade.run_benchmark(**{**inputs, "arms": ["defectgan"], "seeds": [0]})
+
+
+def test_gan_seeds_train_one_gan_each_and_report_the_spread_between_trainings(
+        benchmark_inputs: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    fits, trained_with = [], []
+
+    def fake_fit_gan(manifest, config, out, max_steps, extra, max_time=None):
+        generator = out / "version_0" / "generator"
+        if not generator.is_dir():  # as fit_gan, a finished GAN is reused
+            fits.append((out.name, extra))
+            generator = _fake_fit(out, 300, max_steps, max_time)
+        return new_grade.GanFit(generator, 300, max_steps, max_time)
+
+    def fake_train(manifest, generator, settings, seed, root, name):
+        trained_with.append((name.rsplit("_", 1)[1], generator, seed))
+        labels = (benchmark_inputs["split"].test["label"] == "defect").to_numpy().astype(int)
+        gan_shift = {None: 0.0, "gan_seed3": 0.0, "gan_seed5": 0.1}[generator.parts[-3] if generator else None]
+        metrics = {"error": 0.3 - gan_shift + seed / 100, "auroc": 0.8 + gan_shift - seed / 100, "ap": 0.5,
+                   "pixel_auroc": 0.5}
+        return ArmResult(metrics, labels, labels * 0.5, labels, [str(p) for p in benchmark_inputs["split"].test["image_path"]])
+
+    monkeypatch.setattr(new_grade, "fit_gan", fake_fit_gan)
+    monkeypatch.setattr(new_grade, "train_and_test", fake_train)
+    monkeypatch.setattr(new_grade, "build_generator",
+                        lambda arm, donors, generator_dir, **kwargs: generator_dir if arm == "defectgan" else None)
+    out = benchmark_inputs["out"]
+    results = new_grade.run_benchmark(**{**benchmark_inputs, "arms": ["cutpaste", "defectgan"], "gan_seeds": [3, 5]})
+    assert fits == [("gan_seed3", ["--seed_everything", "3"]), ("gan_seed5", ["--seed_everything", "5"])]
+    gan_runs = sorted((g.parts[-3], s) for arm, g, s in trained_with if arm == "defectgan")
+    assert gan_runs == [("gan_seed3", 0), ("gan_seed3", 1), ("gan_seed5", 0), ("gan_seed5", 1)]
+    assert (out / "runs" / "defectgan_gan5_seed1" / "result.json").is_file()
+    assert not (out / "runs" / "defectgan_seed0").exists()
+    spread = results["gan_training_spread"]
+    assert spread["per_gan"][3]["auroc"] == pytest.approx(0.795) and spread["per_gan"][5]["auroc"] == pytest.approx(0.895)
+    assert spread["auroc"]["between_gans"] == pytest.approx(0.1 / 2 ** 0.5)
+    assert spread["auroc"]["within_gan"] == pytest.approx(0.01 / 2 ** 0.5)
+    paired = results["paired_vs_best_baseline"]
+    assert paired["gan_seeds"] == [3, 3, 5, 5] and paired["seeds"] == [0, 1, 0, 1]
+    assert paired["auroc"]["per_seed"] == pytest.approx([0.0, 0.0, 0.1, 0.1])
+    assert [t["gan_seed"] for t in results["gan_trainings"]] == [3, 5]
+    text = (out / "results.md").read_text()
+    assert "GAN seed 3: GAN: 300 iterations" in text and "GAN seed 5: Warning: the time cap" in text
+    assert "| 5 | 2 | 0.205 | 0.895 |" in text and "0.071 between GAN trainings" in text
+    assert "| GAN 3 seed 0 | GAN 3 seed 1 | GAN 5 seed 0 | GAN 5 seed 1 |" in text
+
+    again = new_grade.run_benchmark(**{**benchmark_inputs, "arms": ["cutpaste", "defectgan"], "gan_seeds": [3, 5]})
+    assert len(fits) == 2 and len(trained_with) == 6, "finished GANs and runs are reused, not trained again"
+    assert again["gan_training_spread"] == spread
+
+
+@pytest.mark.parametrize("gan_seeds", [[], [1, 1]])
+def test_gan_seeds_must_be_distinct(benchmark_inputs: dict, gan_seeds: list[int]) -> None:
+    with pytest.raises(DefectGanError, match="--gan-seeds needs distinct seeds"):
+        new_grade.run_benchmark(**{**benchmark_inputs, "gan_seeds": gan_seeds})
+
+
+def test_gan_seeds_cannot_retrain_a_given_generator(benchmark_inputs: dict) -> None:
+    with pytest.raises(DefectGanError, match="not with --generator"):
+        new_grade.run_benchmark(**{**benchmark_inputs, "generator_dir": benchmark_inputs["out"] / "g", "gan_seeds": [1]})

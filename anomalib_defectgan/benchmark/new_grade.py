@@ -4,7 +4,9 @@ For each seed and arm (``none``, ``perlin``, ``cutpaste``, ``nsa``, ``defectgan`
 :mod:`~anomalib_defectgan.benchmark.new_grade_protocol`) a DefectClassifier is trained through
 anomalib's Engine and tested on the new grade's REAL defects. The GAN is trained once per
 benchmark (not per seed) on the other grades' defects and every grade's good images, for an
-iteration budget (``--gan-steps``) under a safety time cap (``--gan-max-time``). Results:
+iteration budget (``--gan-steps``) under a safety time cap (``--gan-max-time``); with
+``--gan-seeds`` one GAN is trained per seed and the report adds the spread between GAN trainings
+(two trainings of one config can differ as much as two configs do). Results:
 ``runs.csv`` (one row per arm and seed), ``results.md`` / ``results.json``: mean +- std per arm;
 DefectGAN minus the best baseline (Perlin / CutPaste / NSA with the highest mean AUROC, ties AP)
 seed by seed; the relative error reduction vs ``none`` and vs that baseline; the GAN iterations
@@ -42,8 +44,10 @@ from anomalib_defectgan.benchmark.results_table import (
     BASELINES,
     class_aurocs,
     format_class_table,
+    format_gan_spread,
     format_paired,
     format_table,
+    gan_training_spread,
     json_safe,
     paired_differences,
     reductions,
@@ -221,7 +225,8 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
                   gan_args: list[str] | None = None, resume: bool = True, mask_source: str = "donor",
                   min_change: float = CHANGE_THRESHOLD, critic_redraws: int = 0, window: int | None = None,
                   gan_max_time: str | None = None, change_scale: float = 1.0,
-                  min_strength: float = 1.0, composite_mode: str | None = None) -> dict[str, Any]:
+                  min_strength: float = 1.0, composite_mode: str | None = None,
+                  gan_seeds: list[int] | None = None) -> dict[str, Any]:
     """Run every arm for every seed; write runs.csv, results.md and results.json under ``out``.
 
     Args:
@@ -229,7 +234,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         title: What is tested (the new grade's name, or the protocol's).
         out: Output folder.
         arms: Arms to run.
-        seeds: Classifier seeds (the GAN is trained once).
+        seeds: Classifier seeds (each GAN is trained once, not per classifier seed).
         settings: Classifier settings.
         gan_config: ``defectgan fit`` config for the ``defectgan`` arm.
         gan_steps: The GAN's iteration budget (None: the config's ``max_steps``).
@@ -245,82 +250,102 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         composite_mode: ``DefectTransferGenerator``'s ``composite_mode`` (None: the GAN's own).
         window: ``DefectTransferGenerator``'s ``window`` (None: the GAN's crop size).
         gan_max_time: Safety cap on the GAN's training time, ``DD:HH:MM:SS`` (None: the config's).
+        gan_seeds: Train one GAN per seed (``seed_everything``; ``out/gan_seed<g>``) and run the
+            ``defectgan`` arm with each, so the report shows how much the GAN's own training moves
+            the classifier (None: one GAN with the config's seed, in ``out/gan``).
 
     Returns:
         The results dictionary written to ``results.json``, plus two entries not serialised:
         ``arm_results`` (the last seed's :class:`ArmResult` per arm) and ``report_body`` (the
         Markdown of ``results.md`` without its title).
     """
+    if gan_seeds is not None and (generator_dir is not None or not gan_seeds or len(set(gan_seeds)) < len(gan_seeds)):
+        raise DefectGanError("--gan-seeds needs distinct seeds and trains the GANs itself (not with --generator)")
     out.mkdir(parents=True, exist_ok=True)
     donors = write_manifest(split.donors, out / "donors" / "manifest.csv")
-    gan = None
+    gan_keys: list[int | None] = list(gan_seeds) if gan_seeds else [None]
+    gans: dict[int | None, GanFit] = {}
+    generators: dict[int | None, Path | None] = {None: generator_dir}
     if "defectgan" in arms and generator_dir is None:
         gan_data = write_manifest(gan_manifest(frame, split), out / "gan_data" / "manifest.csv")
-        started = time.perf_counter()
-        gan = fit_gan(gan_data, gan_config, out / "gan", gan_steps, gan_args or [], gan_max_time)
-        generator_dir = gan.generator_dir
-        print(f"GAN ready in {time.perf_counter() - started:.0f} s: {generator_dir}", flush=True)
+        for key in gan_keys:
+            started = time.perf_counter()
+            seeded = [] if key is None else ["--seed_everything", str(key)]
+            gans[key] = fit_gan(gan_data, gan_config, out / ("gan" if key is None else f"gan_seed{key}"), gan_steps,
+                                [*(gan_args or []), *seeded], gan_max_time)
+            generators[key] = gans[key].generator_dir
+            print(f"GAN{'' if key is None else f' (seed {key})'} ready in {time.perf_counter() - started:.0f} s: "
+                  f"{generators[key]}", flush=True)
+    generator_dir = generators[gan_keys[0]]
     rows, class_rows, last = [], [], {}
     test_class = {str(Path(path).resolve()): name for path, name in zip(split.test["image_path"],
                                                                           split.test["defect_class"])}
-    clock = RunClock(len(seeds) * len(arms))
-    for seed in seeds:
-        for arm in arms:
-            arm_dir = out / "runs" / f"{arm}_seed{seed}"
-            finished = arm_dir / "result.json"
-            run = json_safe({"settings": asdict(settings), "split_sizes": [len(split.train_goods), len(split.val),
-                                                                            len(split.test), len(split.donors)],
-                             **({"generator_dir": str(generator_dir), "mask_source": mask_source,
-                                 "min_change": min_change, "critic_redraws": critic_redraws,
-                                 **({"window": window} if window else {}),
-                                 **({"change_scale": change_scale} if change_scale != 1.0 else {}),
-                                 **({"min_strength": min_strength} if min_strength != 1.0 else {}),
-                                 **({"composite_mode": composite_mode} if composite_mode else {})}
-                                if arm == "defectgan" else {})})
-            if resume and finished.is_file():
-                saved = json.loads(finished.read_text())
-                if saved.get("run") != run:
-                    raise DefectGanError(f"{finished}: a finished run made with other settings (or by an older "
-                                         f"version); use another --out, or delete it to run again")
-                metrics = {k: float("nan") if v is None else v for k, v in saved["metrics"].items()}
-                result = ArmResult(metrics, np.array(saved["labels"]), np.array(saved["scores"]),
-                                   np.array(saved["predicted"]), saved["image_paths"], saved.get("threshold"))
-                seconds = saved["seconds"]
-                print(f"[{arm} seed {seed}] already done ({finished})", flush=True)
-                clock.skipped()
-            else:
-                print(f"[{arm} seed {seed}] {clock.starting()}", flush=True)
-                path = write_manifest(arm_manifest(split, arm), arm_dir / "manifest.csv")
-                started = time.perf_counter()
-                generator = None if arm == "none" else build_generator(
-                    arm, donors, generator_dir, seed=seed,
-                    transfer={"mask_source": mask_source, "min_change": min_change, "critic_redraws": critic_redraws,
-                              "window": window, "change_scale": change_scale, "min_strength": min_strength,
-                              "composite_mode": composite_mode})
-                result = train_and_test(path, generator, settings, seed, arm_dir / "anomalib", name=f"{title}_{arm}")
-                seconds = time.perf_counter() - started
-                clock.finished(seconds)
-                atomic_write_text(finished, json.dumps(json_safe({
-                    "metrics": result.metrics, "labels": result.labels.tolist(), "scores": result.scores.tolist(),
-                    "predicted": result.predicted.tolist(), "image_paths": result.image_paths,
-                    "threshold": result.threshold, "seconds": seconds, "run": run})))
-            rows.append({"arm": arm, "seed": seed, **result.metrics, "seconds": seconds})
-            classes = [test_class.get(str(Path(path).resolve()), "?") for path in result.image_paths]
-            class_rows.append({"arm": arm, "seed": seed, **class_aurocs(result.labels, result.scores, classes)})
-            print(f"[{arm} seed {seed}] " + ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items())
-                  + f" ({seconds:.0f} s; {clock.left()})", flush=True)
-            last[arm] = result
+    jobs = [(seed, arm, key) for seed in seeds for arm in arms for key in (gan_keys if arm == "defectgan" else [None])]
+    clock = RunClock(len(jobs))
+    for seed, arm, gan_seed in jobs:
+        arm_generator = generators[gan_seed] if arm == "defectgan" else None
+        tag = arm if gan_seed is None else f"{arm}, GAN seed {gan_seed},"
+        arm_dir = out / "runs" / (f"{arm}_seed{seed}" if gan_seed is None else f"{arm}_gan{gan_seed}_seed{seed}")
+        finished = arm_dir / "result.json"
+        run = json_safe({"settings": asdict(settings), "split_sizes": [len(split.train_goods), len(split.val),
+                                                                        len(split.test), len(split.donors)],
+                         **({"generator_dir": str(arm_generator), "mask_source": mask_source,
+                             "min_change": min_change, "critic_redraws": critic_redraws,
+                             **({"window": window} if window else {}),
+                             **({"change_scale": change_scale} if change_scale != 1.0 else {}),
+                             **({"min_strength": min_strength} if min_strength != 1.0 else {}),
+                             **({"composite_mode": composite_mode} if composite_mode else {})}
+                            if arm == "defectgan" else {})})
+        if resume and finished.is_file():
+            saved = json.loads(finished.read_text())
+            if saved.get("run") != run:
+                raise DefectGanError(f"{finished}: a finished run made with other settings (or by an older "
+                                     f"version); use another --out, or delete it to run again")
+            metrics = {k: float("nan") if v is None else v for k, v in saved["metrics"].items()}
+            result = ArmResult(metrics, np.array(saved["labels"]), np.array(saved["scores"]),
+                               np.array(saved["predicted"]), saved["image_paths"], saved.get("threshold"))
+            seconds = saved["seconds"]
+            print(f"[{tag} seed {seed}] already done ({finished})", flush=True)
+            clock.skipped()
+        else:
+            print(f"[{tag} seed {seed}] {clock.starting()}", flush=True)
+            path = write_manifest(arm_manifest(split, arm), arm_dir / "manifest.csv")
+            started = time.perf_counter()
+            generator = None if arm == "none" else build_generator(
+                arm, donors, arm_generator, seed=seed,
+                transfer={"mask_source": mask_source, "min_change": min_change, "critic_redraws": critic_redraws,
+                          "window": window, "change_scale": change_scale, "min_strength": min_strength,
+                          "composite_mode": composite_mode})
+            result = train_and_test(path, generator, settings, seed, arm_dir / "anomalib", name=f"{title}_{arm}")
+            seconds = time.perf_counter() - started
+            clock.finished(seconds)
+            atomic_write_text(finished, json.dumps(json_safe({
+                "metrics": result.metrics, "labels": result.labels.tolist(), "scores": result.scores.tolist(),
+                "predicted": result.predicted.tolist(), "image_paths": result.image_paths,
+                "threshold": result.threshold, "seconds": seconds, "run": run})))
+        rows.append({"arm": arm, "seed": seed, "gan_seed": gan_seed, **result.metrics, "seconds": seconds})
+        classes = [test_class.get(str(Path(path).resolve()), "?") for path in result.image_paths]
+        class_rows.append({"arm": arm, "seed": seed, **class_aurocs(result.labels, result.scores, classes)})
+        print(f"[{tag} seed {seed}] " + ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items())
+              + f" ({seconds:.0f} s; {clock.left()})", flush=True)
+        last[arm] = result
     runs = pd.DataFrame(rows)
     runs.to_csv(out / "runs.csv", index=False)
     summary = summarize(runs)
     found = reductions(summary, "defectgan", "none", BASELINES) if {"defectgan", "none"} <= set(arms) else {}
     paired = paired_differences(runs, "defectgan", BASELINES)
+    spread = gan_training_spread(runs, "defectgan")
     per_class = pd.DataFrame(class_rows)
     class_counts = split.test.loc[split.test["label"] == "defect", "defect_class"].value_counts().to_dict()
     test_goods = int((split.test["label"] == "good").sum())
     test_defects = int((split.test["label"] == "defect").sum())
+    def which(key: int | None) -> str:
+        return "" if key is None else f"GAN seed {key}: "
+
+    gan = gans.get(gan_keys[0])
     warnings = [line for line in (small_test_warning(test_goods, test_defects, MIN_TEST_IMAGES),
-                                  gan.warning if gan else None, _window_warning(donors, generator_dir, window)) if line]
+                                  *(which(key) + fit.warning for key, fit in gans.items() if fit.warning),
+                                  _window_warning(donors, generator_dir, window)) if line]
     results = {
         "tested_on": title,
         "seeds": seeds,
@@ -337,8 +362,11 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         "test_goods": test_goods,
         "test_defects": test_defects,
         "donors": len(split.donors),
-        "gan_iterations": gan.iterations if gan else None,
+        "gan_iterations": gan.iterations if gan else None,  # the first GAN's; every GAN's in gan_trainings
         "gan_budget": {"max_steps": gan.max_steps, "max_time": gan.max_time} if gan else None,
+        "gan_trainings": [{"gan_seed": key, "generator_dir": str(fit.generator_dir), "iterations": fit.iterations}
+                          for key, fit in gans.items()],
+        "gan_training_spread": spread,
         "warnings": warnings,
         "summary": {arm: {m: summary.loc[arm, (m, "mean")] for m in ("error", "auroc", "ap", "pixel_auroc")}
                     for arm in summary.index},
@@ -350,9 +378,11 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
     sizes = (f"Seeds {seeds}; {len(split.test)} test images ({test_goods} good, {test_defects} real defects); "
              f"{len(split.donors)} real donor defects.")
     lines = [f"# New-grade benchmark: {title}", ""]
-    for line in [sizes, *([gan.line] if gan else []), *warnings]:
+    for line in [sizes, *(which(key) + fit.line for key, fit in gans.items()), *warnings]:
         lines += [line, ""]
     lines += [format_table(summary), ""]
+    if spread:
+        lines += [format_gan_spread(spread), ""]
     if paired:
         lines += [format_paired(paired), ""]
     if len(class_counts) > 1:
@@ -397,6 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="defectgan fit config: a file, or a shipped name (default: %(default)s)")
     parser.add_argument("--gan-steps", type=int,
                         help="the GAN's iteration budget, its trainer.max_steps (default: the config's)")
+    parser.add_argument("--gan-seeds", nargs="+", type=int,
+                        help="train one GAN per seed (its seed_everything) and run the defectgan arm with each: "
+                             "the report shows the spread between GAN trainings (default: one GAN, the config's seed)")
     parser.add_argument("--gan-max-time",
                         help="safety cap on the GAN's training time, DD:HH:MM:SS (default: the config's "
                              "max_time); results.md warns when it stopped the GAN before --gan-steps")
@@ -441,5 +474,5 @@ def main(argv: list[str]) -> int:
                   gan_max_time=args.gan_max_time,
                   mask_source=args.mask_source, min_change=args.min_change, critic_redraws=args.critic_redraws,
                   window=args.window, change_scale=args.change_scale, min_strength=args.min_strength,
-                  composite_mode=args.composite_mode)
+                  composite_mode=args.composite_mode, gan_seeds=args.gan_seeds)
     return 0

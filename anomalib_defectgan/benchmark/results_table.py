@@ -127,15 +127,17 @@ def paired_differences(runs: pd.DataFrame, ours: str = "defectgan",
 
     The baseline is the :func:`best_arm` of ``baselines``. Each difference compares two runs with
     the same classifier seed on the same test set. NaN differences (AUROC on a one-class test set)
-    are left out of the mean and std.
+    are left out of the mean and std. When ``ours`` ran with several GANs (a ``gan_seed`` column),
+    each of its runs is paired with the baseline's run of the same classifier seed.
 
     Args:
-        runs: One row per arm and seed (``arm``, ``seed`` and the metrics).
+        runs: One row per arm and seed (``arm``, ``seed``, optionally ``gan_seed``, and the metrics).
         ours: The arm under test.
         baselines: Arms to compare with.
 
     Returns:
-        ``ours``, ``baseline``, ``seeds`` and, per metric of ``auroc``, ``ap``, ``error``:
+        ``ours``, ``baseline``, ``seeds`` (and ``gan_seeds``, aligned with them, with several GANs)
+        and, per metric of ``auroc``, ``ap``, ``error``:
         ``per_seed`` (in ``seeds`` order), ``mean`` and ``std`` (NaN with one seed). Positive AUROC
         and AP differences and negative error differences favour ``ours``. Empty when ``ours`` or
         every baseline is missing.
@@ -146,9 +148,13 @@ def paired_differences(runs: pd.DataFrame, ours: str = "defectgan",
     if baseline is None:
         return {}
     columns = ["seed", *PAIRED_METRICS]
-    pairs = runs.loc[runs["arm"] == ours, columns].merge(runs.loc[runs["arm"] == baseline, columns], on="seed",
-                                                         suffixes=("_ours", "_base")).sort_values("seed")
+    several = _gan_seeds(runs, ours)
+    order = ["gan_seed", "seed"] if several else ["seed"]
+    pairs = runs.loc[runs["arm"] == ours, [*order[:-1], *columns]].merge(
+        runs.loc[runs["arm"] == baseline, columns], on="seed", suffixes=("_ours", "_base")).sort_values(order)
     result: dict[str, Any] = {"ours": ours, "baseline": baseline, "seeds": [int(s) for s in pairs["seed"]]}
+    if several:
+        result["gan_seeds"] = [int(g) for g in pairs["gan_seed"]]
     for metric in PAIRED_METRICS:
         per_seed = (pairs[f"{metric}_ours"] - pairs[f"{metric}_base"]).astype(float).tolist()
         mean, std = _mean_std(per_seed)
@@ -167,14 +173,72 @@ def format_paired(paired: dict[str, Any]) -> str:
     ours, baseline = paired["ours"], paired["baseline"]
     caption = (f"Paired differences {ours} - {baseline} per seed ({baseline}: the baseline with the highest mean "
                f"AUROC, ties AP); AUROC and AP: higher is better for {ours}, error: lower.")
+    labels = ([f"GAN {g} seed {s}" for g, s in zip(paired["gan_seeds"], paired["seeds"], strict=True)]
+              if "gan_seeds" in paired else [f"seed {s}" for s in paired["seeds"]])
     lines = [caption, "",
-             "| metric | " + " | ".join(f"seed {s}" for s in paired["seeds"]) + " | mean +- std |",
+             "| metric | " + " | ".join(labels) + " | mean +- std |",
              "|" + " --- |" * (len(paired["seeds"]) + 2)]
     for metric in PAIRED_METRICS:
         row = paired[metric]
         spread = "" if math.isnan(row["std"]) else f" +- {row['std']:.3f}"
         cells = [signed(v) for v in row["per_seed"]] + [signed(row["mean"]) + spread]
         lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _gan_seeds(runs: pd.DataFrame, arm: str) -> list[int]:
+    """The GAN seeds ``arm`` ran with (empty: one GAN, or no ``gan_seed`` column)."""
+    if "gan_seed" not in runs:
+        return []
+    values = runs.loc[runs["arm"] == arm, "gan_seed"].dropna()
+    return [int(g) for g in dict.fromkeys(values)]
+
+
+def gan_training_spread(runs: pd.DataFrame, ours: str = "defectgan") -> dict[str, Any]:
+    """How much the GAN's own training moves ``ours``: per-GAN means and their spread.
+
+    Args:
+        runs: One row per arm, classifier seed and (for ``ours``) GAN seed (``gan_seed``).
+        ours: The arm that ran with several GANs.
+
+    Returns:
+        Empty unless ``ours`` ran with at least two GAN seeds. Otherwise ``per_gan`` (GAN seed ->
+        runs and mean of every metric), and per metric of ``auroc``, ``ap``, ``error``:
+        ``between_gans`` (std of the per-GAN means) and ``within_gan`` (the classifier seeds' std
+        inside one GAN, pooled over GANs; NaN with one classifier seed).
+    """
+    seeds = _gan_seeds(runs, ours)
+    if len(seeds) < 2:
+        return {}
+    mine = runs.loc[runs["arm"] == ours]
+    groups = {g: mine.loc[mine["gan_seed"] == g] for g in seeds}
+    result: dict[str, Any] = {"per_gan": {g: {"runs": len(group), **{m: _mean_std(group[m].astype(float).tolist())[0]
+                                                                     for m in METRICS}}
+                                          for g, group in groups.items()}}
+    for metric in PAIRED_METRICS:
+        means = [result["per_gan"][g][metric] for g in seeds]
+        variances = [group[metric].astype(float).var(ddof=1) for group in groups.values() if len(group) > 1]
+        result[metric] = {"between_gans": _mean_std(means)[1],
+                          "within_gan": float(np.sqrt(np.nanmean(variances))) if variances else float("nan")}
+    return result
+
+
+def format_gan_spread(spread: dict[str, Any], ours: str = "defectgan") -> str:
+    """Markdown table of :func:`gan_training_spread`: one row per GAN, then the two spreads."""
+    if not spread:
+        return ""
+
+    def value(x: float) -> str:
+        return "n/a" if math.isnan(x) else f"{x:.3f}"
+
+    lines = [f"{ours} per GAN training (one GAN per seed, the classifier seeds averaged):", "",
+             "| GAN seed | runs | " + " | ".join(METRICS) + " |", "|" + " --- |" * (len(METRICS) + 2)]
+    for seed, row in spread["per_gan"].items():
+        lines.append(f"| {seed} | {row['runs']} | " + " | ".join(value(row[m]) for m in METRICS) + " |")
+    lines += ["", "Spread (std) " + "; ".join(
+        f"{m}: {value(spread[m]['between_gans'])} between GAN trainings, {value(spread[m]['within_gan'])} "
+        f"between classifier seeds of one GAN" for m in PAIRED_METRICS) + ". A difference between two GAN "
+        "configs smaller than the spread between GAN trainings is not a ranking."]
     return "\n".join(lines)
 
 
