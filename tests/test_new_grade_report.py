@@ -227,3 +227,9 @@ def test_gan_seeds_must_be_distinct(benchmark_inputs: dict, gan_seeds: list[int]
 def test_gan_seeds_cannot_retrain_a_given_generator(benchmark_inputs: dict) -> None:
     with pytest.raises(DefectGanError, match="not with --generator"):
         new_grade.run_benchmark(**{**benchmark_inputs, "generator_dir": benchmark_inputs["out"] / "g", "gan_seeds": [1]})
+
+
+def test_gan_seeds_without_the_defectgan_arm_train_nothing(benchmark_inputs: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(new_grade, "fit_gan", lambda *args, **kwargs: pytest.fail("no GAN is needed"))
+    results = new_grade.run_benchmark(**{**benchmark_inputs, "arms": ["cutpaste"], "gan_seeds": [1, 2]})
+    assert results["gan_trainings"] == [] and results["gan_training_spread"] == {}

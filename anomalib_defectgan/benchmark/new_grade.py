@@ -276,7 +276,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
             generators[key] = gans[key].generator_dir
             print(f"GAN{'' if key is None else f' (seed {key})'} ready in {time.perf_counter() - started:.0f} s: "
                   f"{generators[key]}", flush=True)
-    generator_dir = generators[gan_keys[0]]
+    generator_dir = generators.get(gan_keys[0])
     rows, class_rows, last = [], [], {}
     test_class = {str(Path(path).resolve()): name for path, name in zip(split.test["image_path"],
                                                                           split.test["defect_class"])}
