@@ -210,16 +210,14 @@ def gan_training_spread(runs: pd.DataFrame, ours: str = "defectgan") -> dict[str
     seeds = _gan_seeds(runs, ours)
     if len(seeds) < 2:
         return {}
-    mine = runs.loc[runs["arm"] == ours]
-    groups = {g: mine.loc[mine["gan_seed"] == g] for g in seeds}
-    result: dict[str, Any] = {"per_gan": {g: {"runs": len(group), **{m: _mean_std(group[m].astype(float).tolist())[0]
-                                                                     for m in METRICS}}
-                                          for g, group in groups.items()}}
+    stats = summarize(runs.loc[runs["arm"] == ours].astype({"gan_seed": int}), group="gan_seed")
+    result: dict[str, Any] = {"per_gan": {int(g): {"runs": int(stats.loc[g, (METRICS[0], "count")]),
+                                                   **{m: float(stats.loc[g, (m, "mean")]) for m in METRICS}}
+                                          for g in stats.index}}
     for metric in PAIRED_METRICS:
-        means = [result["per_gan"][g][metric] for g in seeds]
-        variances = [group[metric].astype(float).var(ddof=1) for group in groups.values() if len(group) > 1]
-        result[metric] = {"between_gans": _mean_std(means)[1],
-                          "within_gan": float(np.sqrt(np.nanmean(variances))) if variances else float("nan")}
+        variances = stats[(metric, "std")].astype(float) ** 2
+        result[metric] = {"between_gans": float(stats[(metric, "mean")].std(ddof=1)),
+                          "within_gan": float(np.sqrt(variances.mean())) if variances.notna().any() else float("nan")}
     return result
 
 
