@@ -207,3 +207,68 @@ def test_adaptive_change_removes_the_new_grain_only_where_the_donor_lost_its_own
     line[..., 22:26, 8:40] = 1.0
     assert torch.allclose(paste_change(target, scratch, line, replace_texture=True)[0],
                           paste_change(target, scratch, line)[0], atol=0.02), "thin defects keep the residual"
+
+
+def test_matched_change_scales_darkening_by_the_material_and_leaves_the_donor_grain() -> None:
+    from anomalib_defectgan.data.blending import LEVEL_GAIN_LIMIT, blur, paste_change
+
+    torch.manual_seed(0)
+    size = (1, 1, 48, 48)
+    mask = torch.zeros(size)
+    mask[..., 16:32, 16:32] = 1.0
+    dark_grade, bright_grade = torch.full(size, 0.2), torch.full(size, 0.6)  # grain-free materials
+    absorbing = dark_grade.clone()
+    absorbing[..., 20:28, 20:28] *= 0.5  # a defect that takes half the light away
+    residual, alpha = paste_change(bright_grade, absorbing, mask)
+    matched, _ = paste_change(bright_grade, absorbing, mask, match_material=True)
+    centre = (slice(None), slice(None), slice(22, 26), slice(22, 26))
+    assert torch.allclose(residual[centre], torch.full((1, 1, 4, 4), 0.5), atol=1e-4), "residual: -0.1 as on the donor"
+    assert torch.allclose(matched[centre], torch.full((1, 1, 4, 4), 0.6 - 0.1 * LEVEL_GAIN_LIMIT), atol=1e-3), \
+        "three times the donor's grey level: the darkening grows by the clipped ratio"
+    assert torch.equal(matched[alpha == 0], bright_grade[alpha == 0]), "nothing changes outside the blend"
+    back, _ = paste_change(dark_grade, absorbing, mask, match_material=True)
+    assert torch.allclose(back[centre], absorbing[centre], atol=1e-3), "on its own material the defect is unchanged"
+
+    lit = dark_grade.clone()
+    lit[..., 23:25, 18:30] = 0.7  # bare metal: brightening is added as it is
+    matched_lit, _ = paste_change(bright_grade, lit, mask, match_material=True)
+    assert torch.allclose(matched_lit[..., 23:25, 20:28], torch.full((1, 1, 2, 8), 1.0), atol=1e-4)
+
+    grainy = 0.4 + (torch.rand(size) - 0.5) * 0.2  # a clean donor with coarse grain
+    grainy_target = bright_grade + (torch.rand(size) - 0.5) * 0.04
+    carried, _ = paste_change(grainy_target, grainy, mask)
+    matched_grain, _ = paste_change(grainy_target, grainy, mask, match_material=True)
+    inner = (slice(None), slice(None), slice(20, 28), slice(20, 28))
+
+    def detail(image: torch.Tensor) -> torch.Tensor:
+        return (image - blur(image, 1.0))[inner].std()
+
+    assert detail(matched_grain) < 0.5 * detail(carried), "the donor's own grain is not painted over the target's"
+    assert detail(matched_grain) > 0.5 * detail(grainy_target), "the target's grain shows through"
+
+
+def test_matched_composite_comes_closer_to_the_same_defect_on_the_new_grade() -> None:
+    """The steel world renders one defect geometry on any grade: paint it from another grade and compare."""
+    import numpy as np
+
+    from anomalib_defectgan.data.blending import paste_change, paste_feathered
+    from anomalib_defectgan.data.steel_world.defects import DEFECTS
+    from anomalib_defectgan.data.steel_world.render import render_defect
+
+    def grey(pixels: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(pixels[..., 0].astype(np.float32) / 255.0)[None, None]
+
+    errors: dict[str, list[float]] = {"paste": [], "residual": [], "matched": []}
+    for defect_class in DEFECTS:
+        for donor_grade in ("hot_rolled", "cold_rolled", "galvanized"):
+            donor, truth = render_defect(defect_class, 64, 3, 0, [donor_grade, "pickled"])
+            canvas, image = grey(truth.clean), grey(donor.image)
+            mask = torch.from_numpy(donor.mask)[None, None].float()
+            region = torch.from_numpy(donor.mask | truth.mask)[None, None]
+            paintings = {"paste": paste_feathered(canvas, image, mask)[0],
+                         "residual": paste_change(canvas, image, mask)[0],
+                         "matched": paste_change(canvas, image, mask, replace_texture=True, match_material=True)[0]}
+            for name, painted in paintings.items():
+                errors[name].append(float((painted - grey(truth.image))[region].abs().mean()))
+    mean = {name: sum(values) / len(values) for name, values in errors.items()}
+    assert mean["matched"] < 0.8 * min(mean["residual"], mean["paste"]), mean

@@ -426,14 +426,15 @@ def test_change_scale_interpolates_between_the_composite_and_gs_output(world: di
         DefectTransferGenerator(path, world["bank"], cache_dir=world["cache"], change_scale=1.5)
 
 
-def test_adaptive_composite_generator_matches_on_openvino(world: dict[str, Path]) -> None:
-    path = make_tiny_generator(world["root"] / "gen_adaptive", defect_path="composite", composite_mode="adaptive")
+@pytest.mark.parametrize("mode", ["adaptive", "matched"])
+def test_change_composite_generator_matches_on_openvino(world: dict[str, Path], mode: str) -> None:
+    path = make_tiny_generator(world["root"] / f"gen_{mode}", defect_path="composite", composite_mode=mode)
     images = torch.rand(4, 1, 32, 32) * 0.1 + 0.45
     donors = [0, 1, 4, 5]
     gen = DefectTransferGenerator(path, world["bank"], probability=1.0, seed=4, cache_dir=world["cache"],
                                   edge_margin=0)
     augmented, mask = gen.paint_donors(images, donors)
-    assert gen.gan.net.composite_mode == "adaptive" and mask.flatten(1).sum(1).min() > 0
+    assert gen.gan.net.composite_mode == mode and mask.flatten(1).sum(1).min() > 0
     ov_gen = DefectTransferGenerator(path, world["bank"], probability=1.0, seed=4, cache_dir=world["cache"],
                                      edge_margin=0, backend="openvino")
     ov_augmented, _ = ov_gen.paint_donors(images, donors)

@@ -17,6 +17,7 @@ BENCHMARKS = {
     "steel-world": ("steel_world", "Procedural steel world rendering speed (img/s)."),
     "gan": ("gan", "DefectGan training speed (steps/s, time per pair)."),
     "gan-quality": ("commands.gan_quality", "Generated defects judged by an evaluator trained on real crops (no FID)."),
+    "transfer-fidelity": ("transfer_fidelity", "Paintings vs the same defect rendered on the new grade (steel world)."),
 }
 
 

@@ -4,7 +4,8 @@
 and inference, exported to OpenVINO with it) and of ``CutPasteGenerator(blend="feather")``;
 :func:`paste_change` is the GAN's other composite (``composite_mode="residual"``), which adds the
 defect to the new material as a change against the donor's own background
-(:func:`fill_from_surroundings`).
+(:func:`fill_from_surroundings`), with the donor's change optionally matched to the new material
+(:func:`match_change`, ``composite_mode="matched"``).
 :func:`changed_mask` is the one labelling rule: a pixel is a defect pixel of a synthetic image
 exactly when the image changed there by at least :data:`CHANGE_THRESHOLD`.
 
@@ -130,8 +131,57 @@ def texture_kept(donor: Tensor, alpha: Tensor) -> Tensor:
     return (blur(detail, TEXTURE_WINDOW) / reference.clamp_min(1e-8)).clamp(0.0, 1.0)
 
 
+#: Bounds of the factor by which :func:`match_change` rescales a donor's darkening: the local grey
+#: level of the new material over the donor's, clipped to ``[1 / LEVEL_GAIN_LIMIT, LEVEL_GAIN_LIMIT]``.
+LEVEL_GAIN_LIMIT = 2.0
+#: Gaussian sigma (px) of the local grey level a darkening is scaled by.
+LEVEL_SIGMA = 4.0
+#: The donor's fine detail inside its change is shrunk towards zero by this many standard deviations of
+#: its material's fine detail outside the defect (soft threshold), so its own grain is not carried over.
+GRAIN_SHRINK = 1.0
+
+
+def _masked_rms(image: Tensor, keep: Tensor) -> Tensor:
+    """``[B, 1, 1, 1]``: root mean square of ``image`` over the pixels where ``keep`` is 1 (all channels)."""
+    count = (keep.sum(dim=(1, 2, 3), keepdim=True) * image.shape[1]).clamp_min(1.0)
+    return ((image.pow(2) * keep).sum(dim=(1, 2, 3), keepdim=True) / count).sqrt()
+
+
+def match_change(change: Tensor, donor: Tensor, background: Tensor, target: Tensor, alpha: Tensor) -> Tensor:
+    """The donor's change against its background, made to fit the target's material.
+
+    Two corrections, both measured on the paired steel world, where the same defect geometry is
+    rendered on every grade (``docs/design.md``, "Matched composite"):
+
+    1. **Darkening scales with the material's brightness.** A defect that absorbs light (an inclusion,
+       a crack, a pit's floor) takes a fraction of the reflected light away, so the same defect
+       darkens a bright grade by more grey levels than a dark one. Negative changes are multiplied
+       by the target's local grey level over the donor's (both smoothed over :data:`LEVEL_SIGMA` px
+       and filled in over the defect from around it), clipped to :data:`LEVEL_GAIN_LIMIT`.
+       Brightening (bare metal, lit rims) is added as it is.
+    2. **The donor's grain stays home.** The change's fine detail (finer than
+       :data:`TEXTURE_SIGMA`) is soft-thresholded at :data:`GRAIN_SHRINK` times the RMS of the
+       donor's fine detail outside the defect: a crack or a scratch edge is far above it and is
+       kept, the donor material's grain inside the defect region is not painted over the target's.
+
+    Args:
+        change: ``[B, C, h, w]`` ``donor - background``.
+        donor: ``[B, C, h, w]`` the donor crops.
+        background: ``[B, C, h, w]`` the donor with the blended region filled in from around it.
+        target: ``[B, C, h, w]`` the images painted on.
+        alpha: ``[B, 1, h, w]`` the blend weights (0 outside the blended region).
+    """
+    outside = (alpha == 0).to(donor.dtype)
+    detail = change - blur(change, TEXTURE_SIGMA)
+    grain = _masked_rms(donor - blur(donor, TEXTURE_SIGMA), outside)
+    change = change - detail + torch.sign(detail) * (detail.abs() - GRAIN_SHRINK * grain).clamp_min(0.0)
+    target_level = fill_from_surroundings(blur(target, LEVEL_SIGMA), outside)
+    gain = (target_level / background.clamp_min(1.0 / 255.0)).clamp(1.0 / LEVEL_GAIN_LIMIT, LEVEL_GAIN_LIMIT)
+    return torch.where(change < 0, change * gain, change)
+
+
 def paste_change(target: Tensor, donor: Tensor, mask: Tensor, feather: float = 2.0,
-                 replace_texture: bool = False) -> tuple[Tensor, Tensor]:
+                 replace_texture: bool = False, match_material: bool = False) -> tuple[Tensor, Tensor]:
     """Add the donor's defect to the target as a change (``donor - background``), with a feathered edge.
 
     ``background`` is the donor with the blended region (the defect and its feathered halo) filled
@@ -145,6 +195,9 @@ def paste_change(target: Tensor, donor: Tensor, mask: Tensor, feather: float = 2
         donor: ``[B, C, h, w]`` donor crops aligned with ``target``.
         mask: ``[B, 1, h, w]`` the donor's defect pixels.
         feather: Gaussian sigma (px) of the halo over which the change fades out (0: a hard edge).
+        replace_texture: Take the target's fine texture out where the donor's defect replaced its
+            own material's grain (:func:`texture_kept`: a smoothed patch).
+        match_material: Fit the change to the target's material first (:func:`match_change`).
 
     Returns:
         ``(composite, alpha)`` as :func:`paste_feathered`.
@@ -152,9 +205,34 @@ def paste_change(target: Tensor, donor: Tensor, mask: Tensor, feather: float = 2
     alpha = feather_alpha(mask, feather)
     background = fill_from_surroundings(donor, (alpha == 0).to(donor.dtype))
     change = donor - background
+    if match_material:
+        change = match_change(change, donor, background, target, alpha)
     if replace_texture:
         change = change - (1.0 - texture_kept(donor, alpha)) * (target - blur(target, TEXTURE_SIGMA))
     return (target + alpha * change).clamp(0.0, 1.0), alpha
+
+
+#: How a composite-path GAN puts a donor's defect on a canvas before G refines it (:func:`composite`).
+COMPOSITE_MODES = ("paste", "residual", "adaptive", "matched")
+
+
+def composite(target: Tensor, donor: Tensor, mask: Tensor, mode: str, feather: float = 2.0) -> tuple[Tensor, Tensor]:
+    """The donor's defect put on ``target`` by one of :data:`COMPOSITE_MODES`.
+
+    ``"paste"``: :func:`paste_feathered` (the donor's pixels, brightness-matched); ``"residual"``:
+    :func:`paste_change` (the defect's change against its own background); ``"adaptive"``: that
+    change, with the target's grain taken out where the defect replaced its own (``replace_texture``);
+    ``"matched"``: the adaptive change fitted to the target's material first (:func:`match_change`).
+
+    Returns:
+        ``(composite, alpha)`` as :func:`paste_feathered`.
+    """
+    if mode == "paste":
+        return paste_feathered(target, donor, mask, feather)
+    if mode not in COMPOSITE_MODES:
+        raise ValueError(f"composite mode must be one of {COMPOSITE_MODES}, got {mode!r}")
+    return paste_change(target, donor, mask, feather, replace_texture=mode in ("adaptive", "matched"),
+                        match_material=mode == "matched")
 
 
 def changed_mask(result: Tensor, target: Tensor, threshold: float = CHANGE_THRESHOLD) -> Tensor:

@@ -244,16 +244,24 @@ class DefectBank:
         donor = self.donors[index]
         image = torch.from_numpy(np.array(read_image(donor.path, channels=channels))).permute(2, 0, 1).float() / 255.0
         mask = torch.from_numpy(np.array(read_mask(donor.mask_path))).float()[None]
-        cy, cx = donor.window_center(size)
-        top, left = cy - size // 2, cx - size // 2
-        height, width = image.shape[-2:]
-        pad = (max(-left, 0), max(left + size - width, 0), max(-top, 0), max(top + size - height, 0))
-        if any(pad):
-            mode = "reflect" if max(pad) < min(height, width) else "replicate"
-            image = torch.nn.functional.pad(image[None], pad, mode=mode)[0]
-            mask = torch.nn.functional.pad(mask[None], pad, mode="constant")[0]
-            top, left = top + pad[2], left + pad[0]
-        return image[:, top:top + size, left:left + size], mask[:, top:top + size, left:left + size]
+        center = donor.window_center(size)
+        return cut_window(image, center, size), cut_window(mask, center, size, pad_mode="constant")
+
+
+def cut_window(image: Tensor, center: tuple[int, int], size: int, pad_mode: str = "reflect") -> Tensor:
+    """The ``size`` x ``size`` window of ``image`` ``[C, H, W]`` centred on ``center`` ``(y, x)``.
+
+    Where the window leaves the image it is padded: ``pad_mode`` ``"reflect"`` (``"replicate"``
+    when the image is too small to reflect), or ``"constant"`` (zeros, for masks).
+    """
+    top, left = center[0] - size // 2, center[1] - size // 2
+    height, width = image.shape[-2:]
+    pad = (max(-left, 0), max(left + size - width, 0), max(-top, 0), max(top + size - height, 0))
+    if any(pad):
+        mode = pad_mode if pad_mode == "constant" or max(pad) < min(height, width) else "replicate"
+        image = torch.nn.functional.pad(image[None], pad, mode=mode)[0]
+        top, left = top + pad[2], left + pad[0]
+    return image[:, top:top + size, left:left + size]
 
 
 def load_bank(bank: str | Path | DefectBank, classes: Sequence[str] | None = None) -> DefectBank:

@@ -437,14 +437,61 @@ class DefectTransferGenerator(nn.Module):
                                   rngs=rngs)
         return augmented, masks
 
-    def _donor_masks(self, chosen: list[tuple[int, int, int, int, int]]) -> Tensor:
-        """The oriented, grown donor masks ``[N, 1, c, c]`` (bool) of the chosen (image, donor, orientation, ...)."""
+    def _donor_masks(self, donors: Tensor, orients: Tensor) -> Tensor:
+        """The grown masks ``[N, 1, c, c]`` (bool) of donors ``donors[j]`` in orientations ``orients[j]``."""
         if self._grown_masks is None:  # once: every donor in every orientation
             masks = self.codes["mask"].flatten(0, 1).float()
             if self.mask_dilation:
                 masks = F.max_pool2d(masks, 2 * self.mask_dilation + 1, stride=1, padding=self.mask_dilation)
             self._grown_masks = (masks > 0.5).unflatten(0, self.codes["mask"].shape[:2])
-        return torch.stack([self._grown_masks[donor, orient] for _, donor, orient, _, _ in chosen])
+        return self._grown_masks[donors, orients]
+
+    def _render(self, windows: Tensor, donors: Tensor, orients: Tensor,
+                strengths: Sequence[float] = ()) -> tuple[Tensor, Tensor]:
+        """Paint donor ``donors[j]`` in orientation ``orients[j]`` onto window ``j`` ``[N, C, c, c]``.
+
+        Returns:
+            ``(result, keep)``: the painted windows, equal to ``windows`` outside ``keep``
+            ``[N, 1, c, c]`` (bool), the pixels that changed by at least ``min_change``.
+        """
+        gan_windows = to_channels(windows, self.gan.channels)
+        painted, soft = self._transfer(gan_windows, donors, orients)
+        if self.gan.needs_donor_pixels:
+            keep = soft > 0  # the region G could change (soft edge included): nothing outside it changed
+        elif self.mask_source == "gan":
+            keep = soft >= self.mask_threshold
+        else:
+            keep = self._donor_masks(donors, orients).to(soft.device)
+        if self.gan.channels == windows.shape[1]:
+            result = painted.clamp(0.0, 1.0)
+        else:  # paint the GAN's luminance change onto the input's channels
+            result = (windows + to_channels(painted - gan_windows, windows.shape[1])).clamp(0.0, 1.0)
+        if strengths:
+            result = windows + torch.tensor(list(strengths)).to(result)[:, None, None, None] * (result - windows)
+        if self.min_change > 0:
+            keep = keep & changed_mask(result, windows, self.min_change)
+        return torch.where(keep, result, windows), keep
+
+    def paint_windows(self, windows: Tensor, donors: Sequence[int]) -> tuple[Tensor, Tensor]:
+        """Paint bank donor ``donors[j]`` as it lies (no flip) onto window ``j``, centred as in the bank's windows.
+
+        No placement is drawn: window ``j`` ``[N, C, c, c]`` (``c`` = :attr:`crop_size`) must be the
+        target cut where the donor's defect should land, as
+        :meth:`~anomalib_defectgan.generators.defect_bank.DefectBank.window` cuts the donor. For
+        measuring a painting against the same defect rendered on the target
+        (``defectgan benchmark transfer-fidelity``).
+
+        Returns:
+            ``(painted, mask)``: ``[N, C, c, c]``, and ``[N, 1, c, c]`` float in {0, 1}, the pixels that changed.
+        """
+        if windows.dim() != 4 or tuple(windows.shape[-2:]) != (self.crop_size, self.crop_size):
+            raise ValueError(f"windows must be [N, C, {self.crop_size}, {self.crop_size}], got {tuple(windows.shape)}")
+        if len(donors) != windows.shape[0] or not all(0 <= int(d) < len(self.bank) for d in donors):
+            raise ValueError(f"need one bank index in [0, {len(self.bank)}) per window, got {list(donors)}")
+        unflipped = next(i for i, o in enumerate(self.orientations) if not (o.flip_h or o.flip_v or o.rot90))
+        result, keep = self._render(windows, torch.tensor([int(d) for d in donors]),
+                                    torch.full((len(donors),), unflipped, dtype=torch.long))
+        return result, keep.to(windows.dtype)
 
     def _paint(self, padded: Tensor, indices: list[int], augmented: Tensor, masks: Tensor,
                donors: list[int] | None = None, final: bool = True,
@@ -469,24 +516,8 @@ class DefectTransferGenerator(nn.Module):
                 strengths.append(1.0 - (1.0 - self.min_strength) * float(torch.rand(1, generator=rng)))
             chosen.append((i, donor, orient, top, left))
         windows = torch.stack([padded[i, :, top:top + size, left:left + size] for i, _, _, top, left in chosen])
-        gan_windows = to_channels(windows, self.gan.channels)
-        painted, soft = self._transfer(gan_windows, torch.tensor([c[1] for c in chosen]),
-                                       torch.tensor([c[2] for c in chosen]))
-        if self.gan.needs_donor_pixels:
-            keep = soft > 0  # the region G could change (soft edge included): nothing outside it changed
-        elif self.mask_source == "gan":
-            keep = soft >= self.mask_threshold
-        else:
-            keep = self._donor_masks(chosen).to(soft.device)
-        if self.gan.channels == windows.shape[1]:
-            result = painted.clamp(0.0, 1.0)
-        else:  # paint the GAN's luminance change onto the input's channels
-            result = (windows + to_channels(painted - gan_windows, windows.shape[1])).clamp(0.0, 1.0)
-        if strengths:
-            result = windows + torch.tensor(strengths).to(result)[:, None, None, None] * (result - windows)
-        if self.min_change > 0:
-            keep = keep & changed_mask(result, windows, self.min_change)
-        result = torch.where(keep, result, windows)
+        result, keep = self._render(windows, torch.tensor([c[1] for c in chosen]), torch.tensor([c[2] for c in chosen]),
+                                    strengths)
         regions = [overlap(Placement(top - margin, left - margin), (size, size), (height, width))
                    for _, _, _, top, left in chosen]
         inside = torch.zeros_like(keep)

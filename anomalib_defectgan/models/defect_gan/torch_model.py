@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from anomalib_defectgan.data.blending import COMPOSITE_MODES
 from anomalib_defectgan.models.defect_gan.layers import (
     EqualConv2d,
     EqualLinear,
@@ -35,7 +36,6 @@ from anomalib_defectgan.models.defect_gan.layers import (
 
 LEVELS = 4  # default resolutions H, H/2, H/4, H/8: the defect code lives at the last one
 DEFECT_PATHS = ("code", "composite")
-COMPOSITE_MODES = ("paste", "residual", "adaptive")
 
 
 @dataclass
@@ -271,7 +271,9 @@ class DefectGanNet(nn.Module):
             filled in from around the defect
             (:func:`~anomalib_defectgan.data.blending.paste_change`): no donor background is pasted;
             ``"adaptive"``, that change with the canvas' fine texture taken out where the donor's
-            defect brings its own (``replace_texture``).
+            defect brings its own (``replace_texture``); ``"matched"``, the adaptive change fitted
+            to the canvas' material first (:func:`~anomalib_defectgan.data.blending.match_change`:
+            darkening scaled by the grey-level ratio, the donor's grain left out).
     """
 
     def __init__(self, channels: int = 1, num_classes: int = 2, num_grades: int = 1, base_channels: int = 16,
@@ -339,13 +341,10 @@ class DefectGanNet(nn.Module):
             grown by ``region_dilation``, a Gaussian fade of ``region_feather`` px around it, 0
             where G may not change anything.
         """
-        from anomalib_defectgan.data.blending import dilate, feather_alpha, paste_change, paste_feathered
+        from anomalib_defectgan.data.blending import composite as put_defect
+        from anomalib_defectgan.data.blending import dilate, feather_alpha
 
-        if self.composite_mode != "paste":
-            composite, alpha = paste_change(canvas, donor, donor_mask, self.composite_feather,
-                                            replace_texture=self.composite_mode == "adaptive")
-        else:
-            composite, alpha = paste_feathered(canvas, donor, donor_mask, self.composite_feather)
+        composite, alpha = put_defect(canvas, donor, donor_mask, self.composite_mode, self.composite_feather)
         region = feather_alpha(dilate((alpha > 0).to(canvas.dtype), self.region_dilation), self.region_feather)
         return composite, region
 
