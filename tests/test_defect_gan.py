@@ -357,6 +357,23 @@ def test_filled_paired_background_is_the_donor_without_its_defect_and_trains() -
         tiny_model(defect_path="composite", paired_background="restoration")
 
 
+@pytest.mark.parametrize("through", [True, False])
+def test_cycle_through_transfer_decides_whether_the_cycle_terms_train_the_transfer(through: bool) -> None:
+    torch.manual_seed(0)
+    model = tiny_model(defect_path="composite", composite_mode="matched", cycle_through_transfer=through)
+    f = model.forward_passes(make_batch())
+    losses = model.loss.generator_losses(f, model.critics)
+    for name in ("cycle", "mask_cycle", "latent"):
+        (grad,) = torch.autograd.grad(losses[name], f.transfer, retain_graph=True, allow_unused=True)
+        reaches = grad is not None and bool(grad.abs().sum() > 0)
+        assert reaches == through, f"{name} reaches X: {reaches}"
+    (grad,) = torch.autograd.grad(losses["cycle"], model.net.encoder.parameters().__next__(), retain_graph=True,
+                                  allow_unused=True)
+    assert grad is not None and grad.abs().sum() > 0, "the cycle still trains the encoder"
+    (grad,) = torch.autograd.grad(losses["self_reg"], f.transfer, retain_graph=True)
+    assert grad.abs().sum() > 0, "self_reg trains X either way"
+
+
 def test_region_feather_fades_the_change_out_instead_of_a_hard_edge() -> None:
     from anomalib_defectgan.data.blending import dilate
 

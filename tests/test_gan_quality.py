@@ -170,7 +170,7 @@ def test_figure_rows_show_the_composite_the_gan_refined(world: tuple[Path, Path]
     frame = read_manifest(manifest)
     donors = write_manifest(frame[(frame["label"] == "defect") & (frame["grade"] == "hot_rolled")],
                             tmp_path / "donors" / "manifest.csv")
-    painter = DefectTransferGenerator(generator, donors, probability=1.0, seed=0, edge_margin=0,
+    painter = DefectTransferGenerator(generator, donors, probability=1.0, seed=0, placement="window", edge_margin=0,
                                       cache_dir=tmp_path / "codes")
     rows = transfer_rows(painter, torch.rand(2, 1, 48, 48) * 0.1 + 0.45, [0, 1])
     assert len(rows) == 2

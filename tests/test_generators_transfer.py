@@ -57,17 +57,44 @@ def test_transfer_is_crop_local(gen: DefectTransferGenerator) -> None:
 def test_transfer_windows_reach_the_edges_only_within_the_margin(world: dict[str, Path]) -> None:
     images = torch.rand(24, 1, 48, 48)
     edges = DefectTransferGenerator(world["gen"], world["bank"], probability=1.0, seed=2, cache_dir=world["cache"],
-                                    edge_margin=None)
+                                    placement="window", edge_margin=None)
     assert edges.edge_margin == 8, "None: a quarter of the crop"
     _, mask = edges(images)
     tops = [info["top"] for info in edges.last_info] + [info["left"] for info in edges.last_info]
     assert min(tops) < 0 and min(tops) >= -8 and max(tops) <= 48 - 32 + 8
     assert mask[:, :, 0, :].any() or mask[:, :, :, 0].any()
-    inside = DefectTransferGenerator(world["gen"], world["bank"], probability=1.0, seed=2, cache_dir=world["cache"])
+    inside = DefectTransferGenerator(world["gen"], world["bank"], probability=1.0, seed=2, cache_dir=world["cache"],
+                                     placement="window")
     assert inside.edge_margin == 0, "the default keeps windows inside"
     inside(images)
     tops = [info["top"] for info in inside.last_info] + [info["left"] for info in inside.last_info]
     assert min(tops) >= 0 and max(tops) <= 48 - 32
+
+
+def _centroids(mask: torch.Tensor) -> torch.Tensor:
+    """``[B, 2]`` row and column centroid of each mask ``[B, 1, H, W]``."""
+    rows = torch.arange(mask.shape[-2], dtype=mask.dtype)[:, None].expand(mask.shape[-2:])
+    cols = torch.arange(mask.shape[-1], dtype=mask.dtype)[None, :].expand(mask.shape[-2:])
+    area = mask.flatten(1).sum(1)
+    return torch.stack([(mask[:, 0] * rows).flatten(1).sum(1) / area, (mask[:, 0] * cols).flatten(1).sum(1) / area], 1)
+
+
+def test_defect_placement_lands_defects_anywhere_even_with_a_window_as_large_as_the_image(
+        world: dict[str, Path]) -> None:
+    images = torch.rand(32, 1, 32, 32)
+    central = DefectTransferGenerator(world["gen"], world["bank"], probability=1.0, seed=3, cache_dir=world["cache"],
+                                      placement="window")
+    spread = DefectTransferGenerator(world["gen"], world["bank"], probability=1.0, seed=3, cache_dir=world["cache"])
+    assert spread.placement == "defect", "the default"
+    window_centres = _centroids(central(images)[1])
+    _, mask = spread(images)
+    defect_centres = _centroids(mask)
+    assert (window_centres.amax(0) - window_centres.amin(0)).max() < 8, "window placement: every defect mid-image"
+    assert ((defect_centres.amax(0) - defect_centres.amin(0)) > 16).all(), "defect placement: anywhere"
+    assert (mask.flatten(1).sum(1) > 0).all(), "every defect lands in the image"
+    assert not torch.equal(*(g(images)[0] for g in (central, spread)))
+    with pytest.raises(ValueError, match="placement must be one of"):
+        DefectTransferGenerator(world["gen"], world["bank"], cache_dir=world["cache"], placement="centre")
 
 
 def test_transfer_probability_and_seed(world: dict[str, Path]) -> None:
@@ -262,9 +289,9 @@ def test_composite_generator_pastes_real_donor_pixels_and_labels_what_changed(wo
     changed = (augmented - images).abs().mean(dim=1, keepdim=True) >= CHANGE_THRESHOLD
     assert torch.equal(mask.bool(), changed) and mask.flatten(1).sum(1).min() > 0
     for i, info in enumerate(gen.last_info):
-        window = (slice(None), slice(info["top"], info["top"] + gen.crop_size),
-                  slice(info["left"], info["left"] + gen.crop_size))
-        assert mask[i][window].sum() == mask[i].sum(), "nothing painted outside the window"
+        window = (slice(None), slice(max(info["top"], 0), info["top"] + gen.crop_size),
+                  slice(max(info["left"], 0), info["left"] + gen.crop_size))
+        assert mask[i][window].sum() == mask[i].sum(), "nothing painted outside the window (it may stick out)"
         dark = info["defect_class"] == "scratch"  # the bank's scratches are dark, its spots bright
         inside = mask[i].bool().expand_as(augmented[i])
         shift = (augmented[i][inside] - images[i][inside]).mean()
@@ -280,7 +307,7 @@ def test_residual_generator_adds_the_donor_defect_to_the_new_material(world: dic
 
     path = make_tiny_generator(world["root"] / "gen_residual", defect_path="composite", composite_mode="residual")
     gen = DefectTransferGenerator(path, world["bank"], probability=1.0, seed=4, cache_dir=world["cache"],
-                                  edge_margin=0)
+                                  placement="window", edge_margin=0)  # the window is the image: same pixels
     images = torch.rand(4, 1, 32, 32) * 0.1 + 0.45  # textured canvases
     donors = [0, 1, 4, 5]
     augmented, mask = gen.paint_donors(images, donors)
@@ -296,7 +323,7 @@ def test_residual_generator_adds_the_donor_defect_to_the_new_material(world: dic
         texture = augmented[i:i + 1][inside] - images[i:i + 1][inside]
         assert texture.std() < (augmented[i:i + 1][inside]).std(), "the canvas texture shows through the defect"
     ov_gen = DefectTransferGenerator(path, world["bank"], probability=1.0, seed=4, cache_dir=world["cache"],
-                                     edge_margin=0, backend="openvino")
+                                     placement="window", edge_margin=0, backend="openvino")
     ov_augmented, _ = ov_gen.paint_donors(images, donors)
     assert (ov_augmented - augmented).abs().max() < 1e-3
 

@@ -226,7 +226,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
                   min_change: float = CHANGE_THRESHOLD, critic_redraws: int = 0, window: int | None = None,
                   gan_max_time: str | None = None, change_scale: float = 1.0,
                   min_strength: float = 1.0, composite_mode: str | None = None,
-                  gan_seeds: list[int] | None = None) -> dict[str, Any]:
+                  gan_seeds: list[int] | None = None, placement: str = "defect") -> dict[str, Any]:
     """Run every arm for every seed; write runs.csv, results.md and results.json under ``out``.
 
     Args:
@@ -249,6 +249,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         min_strength: ``DefectTransferGenerator``'s ``min_strength``.
         composite_mode: ``DefectTransferGenerator``'s ``composite_mode`` (None: the GAN's own).
         window: ``DefectTransferGenerator``'s ``window`` (None: the GAN's crop size).
+        placement: ``DefectTransferGenerator``'s ``placement``.
         gan_max_time: Safety cap on the GAN's training time, ``DD:HH:MM:SS`` (None: the config's).
         gan_seeds: Train one GAN per seed (``seed_everything``; ``out/gan_seed<g>``) and run the
             ``defectgan`` arm with each, so the report shows how much the GAN's own training moves
@@ -290,7 +291,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         run = json_safe({"settings": asdict(settings), "split_sizes": [len(split.train_goods), len(split.val),
                                                                         len(split.test), len(split.donors)],
                          **({"generator_dir": str(arm_generator), "mask_source": mask_source,
-                             "min_change": min_change, "critic_redraws": critic_redraws,
+                             "min_change": min_change, "critic_redraws": critic_redraws, "placement": placement,
                              **({"window": window} if window else {}),
                              **({"change_scale": change_scale} if change_scale != 1.0 else {}),
                              **({"min_strength": min_strength} if min_strength != 1.0 else {}),
@@ -315,7 +316,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
                 arm, donors, arm_generator, seed=seed,
                 transfer={"mask_source": mask_source, "min_change": min_change, "critic_redraws": critic_redraws,
                           "window": window, "change_scale": change_scale, "min_strength": min_strength,
-                          "composite_mode": composite_mode})
+                          "composite_mode": composite_mode, "placement": placement})
             result = train_and_test(path, generator, settings, seed, arm_dir / "anomalib", name=f"{title}_{arm}")
             seconds = time.perf_counter() - started
             clock.finished(seconds)
@@ -358,6 +359,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         "min_strength": min_strength,
         "composite_mode": composite_mode,
         "window": window,
+        "placement": placement,
         "test_images": len(split.test),
         "test_goods": test_goods,
         "test_defects": test_defects,
@@ -474,5 +476,5 @@ def main(argv: list[str]) -> int:
                   gan_max_time=args.gan_max_time,
                   mask_source=args.mask_source, min_change=args.min_change, critic_redraws=args.critic_redraws,
                   window=args.window, change_scale=args.change_scale, min_strength=args.min_strength,
-                  composite_mode=args.composite_mode, gan_seeds=args.gan_seeds)
+                  composite_mode=args.composite_mode, gan_seeds=args.gan_seeds, placement=args.placement)
     return 0

@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="steel-world seed (default: %(default)s)")
     parser.add_argument("--generator", help="a trained generator folder: add its painting (G's change included)")
     parser.add_argument("--out", default="results/benchmark_transfer_fidelity")
-    add_transfer_options(parser, "defectgan painting", masks=False, composite=True)
+    add_transfer_options(parser, "defectgan painting", masks=False, composite=True, placement=False)
     parser.set_defaults(window=64)
     return parser
 

@@ -30,7 +30,7 @@ def transfer_rows(generator: Any, canvases: Tensor, donors: Sequence[int]) -> li
     """Paint bank donor ``donors[i]`` onto ``canvases[i]`` and cut every column at the GAN's window.
 
     Args:
-        generator: A ``DefectTransferGenerator`` built with ``edge_margin=0``.
+        generator: A ``DefectTransferGenerator`` built with ``placement="window"`` and ``edge_margin=0``.
         canvases: ``[N, C, H, W]`` float in [0, 1], each at least the generator's crop size.
         donors: One bank index per canvas.
 
@@ -42,8 +42,8 @@ def transfer_rows(generator: Any, canvases: Tensor, donors: Sequence[int]) -> li
         DefectGanError: The generator lets windows leave the canvas, or a canvas is too small.
     """
     size = generator.crop_size
-    if generator.edge_margin != 0:
-        raise DefectGanError("transfer_rows needs a DefectTransferGenerator with edge_margin=0")
+    if generator.placement != "window" or generator.edge_margin != 0:
+        raise DefectGanError("transfer_rows needs a DefectTransferGenerator with placement='window' and edge_margin=0")
     if min(canvases.shape[-2:]) < size:
         raise DefectGanError(f"canvases {list(canvases.shape[-2:])} are smaller than the {size}px crop")
     output, mask = generator.paint_donors(canvases, list(donors))

@@ -190,6 +190,7 @@ def _settings(args: argparse.Namespace, normals: list[Path], channels: int, grad
             "critic_redraws": args.critic_redraws, "seed": args.seed, "num": args.num,
             "seeding": "per-item", "device": args.device,
             **({"window": args.window} if args.window else {}),
+            **({"placement": args.placement} if args.generator == "defectgan" else {}),
             **({"change_scale": args.change_scale} if args.change_scale != 1.0 else {}),
             **({"min_strength": args.min_strength} if args.min_strength != 1.0 else {}),
             **({"composite_mode": args.composite_mode} if args.composite_mode else {}),

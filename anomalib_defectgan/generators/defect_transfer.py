@@ -34,6 +34,7 @@ from anomalib_defectgan.generators.placement import Placement, overlap
 
 BACKENDS = ("torch", "openvino")
 MASK_SOURCES = ("gan", "donor")
+PLACEMENTS = ("defect", "window")
 CODES_VERSION = "5"
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,12 @@ def cut_donors_warning(bank: DefectBank, crop_size: int, cut: Counter[str] | Non
             f"window ({dict(cut)}): only a window of each is painted, the rest of the defect is cut off; paint "
             "with a window that covers your defects (DefectTransferGenerator window, --window) or train the GAN "
             "with such a data crop_size")
+
+
+def _uniform(low: int, high: int, rng: torch.Generator | None) -> int:
+    """A uniform integer between ``low`` and ``high`` inclusive, in either order."""
+    low, high = min(low, high), max(low, high)
+    return low + int(torch.randint(high - low + 1, (1,), generator=rng))
 
 
 def default_cache_dir() -> Path:
@@ -147,10 +154,16 @@ class DefectTransferGenerator(nn.Module):
         window: Side (px) of the window the GAN paints on (None: its training crop size). The GAN
             is convolutional, so a composite-path GAN trained on small crops can paint donors
             larger than them whole; a multiple of the GAN's code stride.
-        edge_margin: How far (px) a window may stick out of the image, so that defects also land
-            at the edges (0, the default: windows stay inside, as CutPaste's donors do; None: a
-            quarter of the crop size). Windows sticking out gave lower AUROC on SD-saliency
-            (docs/benchmarks.md, 2026-12-02 third run): a defect cut by the border is a worse sample.
+        placement: Where a defect lands. ``"defect"`` (default): its bounding box uniformly
+            inside the image (anywhere when it is larger), as ``CutPasteGenerator`` places its
+            donors; the GAN's window follows the defect and may stick out of the image (the GAN
+            sees replicated border pixels there). ``"window"``: the window uniformly inside the
+            image (grown by ``edge_margin``), the defect at its centre: with a window as large as
+            the image every defect lands in the image centre, and a classifier trained on them
+            learns where defects are (docs/benchmarks.md, 2026-12-07 twelfth run).
+        edge_margin: ``placement="window"``: how far (px) a window may stick out of the image (0,
+            the default: windows stay inside; None: a quarter of the crop size). Windows sticking
+            out gave lower AUROC on SD-saliency (docs/benchmarks.md, 2026-12-02 third run).
         cache_dir: Where donor codes are cached (None: :func:`default_cache_dir`).
         openvino_model: ``transfer.xml`` written by ``defectgan export`` (None with the openvino
             backend: the transfer graph is converted in memory at start-up).
@@ -182,6 +195,7 @@ class DefectTransferGenerator(nn.Module):
         composite_mode: str | None = None,
         rotate90: bool = False,
         window: int | None = None,
+        placement: str = "defect",
         edge_margin: int | None = 0,
         cache_dir: str | Path | None = None,
         openvino_model: str | Path | None = None,
@@ -199,6 +213,8 @@ class DefectTransferGenerator(nn.Module):
             raise ValueError(f"mask_source must be one of {MASK_SOURCES}, got {mask_source!r}")
         if mask_dilation < 0:
             raise ValueError(f"mask_dilation must be >= 0, got {mask_dilation}")
+        if placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
         if not 0.0 <= min_change < 1.0:
             raise ValueError(f"min_change must be in [0, 1), got {min_change}")
         if critic_redraws < 0:
@@ -260,9 +276,11 @@ class DefectTransferGenerator(nn.Module):
         self.device = torch.device(device) if device is not None else None
         self.backend = backend
         self.orientations = orientations(rotate90)
+        self.placement = placement
         self.edge_margin = self.window // 4 if edge_margin is None else int(edge_margin)
         self.checkpoint_hash = _file_hash(_weights_file(checkpoint))
         self.codes = self._donor_codes(Path(cache_dir) if cache_dir is not None else default_cache_dir())
+        self._extents = self._defect_extents()
         self.rng: torch.Generator | None = None
         self.reseed(seed)
         self.last_info: list[dict[str, Any] | None] = []
@@ -418,7 +436,7 @@ class DefectTransferGenerator(nn.Module):
 
         ``rngs``: image i draws from ``rngs[i]`` (None: every image from :attr:`rng`).
         """
-        size, margin = self.crop_size, self.edge_margin
+        size, margin = self.crop_size, self.margin
         height, width = batch.shape[-2:]
         # Windows may stick out of the image by ``margin`` (so defects also land near the edges),
         # and images smaller than a window are padded up to one; the GAN sees replicated pixels there.
@@ -436,6 +454,25 @@ class DefectTransferGenerator(nn.Module):
             pending = self._paint(padded, pending, augmented, masks, donors, final=attempt == attempts - 1,
                                   rngs=rngs)
         return augmented, masks
+
+    @property
+    def margin(self) -> int:
+        """How far (px) a window may stick out of the image: the whole window with ``placement="defect"``."""
+        return self.crop_size if self.placement == "defect" else self.edge_margin
+
+    def _defect_extents(self) -> list[list[tuple[tuple[int, int], tuple[int, int]]]]:
+        """Per donor and orientation: ``((first row, last row), (first column, last column))`` of its defect in its window."""
+        extents = []
+        for per_donor in self.codes["mask"]:
+            extents.append([])
+            for mask in per_donor:
+                rows, cols = torch.nonzero(mask[0] > 0.5, as_tuple=True)
+                if len(rows) == 0:  # no defect pixel in the window: place the window's centre
+                    half = self.crop_size // 2
+                    extents[-1].append(((half, half), (half, half)))
+                else:
+                    extents[-1].append(((int(rows.min()), int(rows.max())), (int(cols.min()), int(cols.max()))))
+        return extents
 
     def _donor_masks(self, donors: Tensor, orients: Tensor) -> Tensor:
         """The grown masks ``[N, 1, c, c]`` (bool) of donors ``donors[j]`` in orientations ``orients[j]``."""
@@ -502,7 +539,7 @@ class DefectTransferGenerator(nn.Module):
             The indices whose defect fell outside the image, or (unless ``final``) that the critic
             did not recognise: nothing painted.
         """
-        size, margin = self.crop_size, self.edge_margin
+        size, margin = self.crop_size, self.margin
         height, width = augmented.shape[-2:]
         chosen = []  # image, donor, orientation, top, left (in padded coordinates)
         strengths: list[float] = []
@@ -510,8 +547,13 @@ class DefectTransferGenerator(nn.Module):
             rng = self.rng if rngs is None else rngs[i]
             donor = self.sampler.sample(rng) if donors is None else donors[i]
             orient = int(torch.randint(len(self.orientations), (1,), generator=rng))
-            top = int(torch.randint(padded.shape[-2] - size + 1, (1,), generator=rng))
-            left = int(torch.randint(padded.shape[-1] - size + 1, (1,), generator=rng))
+            if self.placement == "defect":
+                (first_row, last_row), (first_col, last_col) = self._extents[donor][orient]
+                top = margin + _uniform(-first_row, height - 1 - last_row, rng)
+                left = margin + _uniform(-first_col, width - 1 - last_col, rng)
+            else:
+                top = int(torch.randint(padded.shape[-2] - size + 1, (1,), generator=rng))
+                left = int(torch.randint(padded.shape[-1] - size + 1, (1,), generator=rng))
             if self.min_strength < 1.0:
                 strengths.append(1.0 - (1.0 - self.min_strength) * float(torch.rand(1, generator=rng)))
             chosen.append((i, donor, orient, top, left))

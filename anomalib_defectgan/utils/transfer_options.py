@@ -11,12 +11,12 @@ import argparse
 from typing import Any
 
 from anomalib_defectgan.data.blending import CHANGE_THRESHOLD
-from anomalib_defectgan.generators.defect_transfer import MASK_SOURCES
+from anomalib_defectgan.generators.defect_transfer import MASK_SOURCES, PLACEMENTS
 from anomalib_defectgan.models.defect_gan.torch_model import COMPOSITE_MODES
 
 
 def add_transfer_options(parser: argparse.ArgumentParser, who: str, masks: bool = True,
-                         strength: bool = False, composite: bool = False) -> None:
+                         strength: bool = False, composite: bool = False, placement: bool = True) -> None:
     """Add ``--window``, ``--change-scale``, ``--critic-redraws`` and the optional groups below.
 
     Args:
@@ -25,6 +25,7 @@ def add_transfer_options(parser: argparse.ArgumentParser, who: str, masks: bool 
         masks: Also add the options that decide which pixels a transfer changes and labels.
         strength: Also add ``--min-strength``.
         composite: Also add ``--composite-mode``.
+        placement: Also add ``--placement`` (not for paintings at fixed positions).
     """
     if masks:
         parser.add_argument("--mask-source", choices=sorted(MASK_SOURCES), default="donor",
@@ -37,6 +38,11 @@ def add_transfer_options(parser: argparse.ArgumentParser, who: str, masks: bool 
     parser.add_argument("--window", type=int, default=None,
                         help=f"{who}: side (px) of the window the GAN paints on (default: its training crop "
                              "size); larger windows paint larger donors whole")
+    if placement:
+        parser.add_argument("--placement", choices=PLACEMENTS, default="defect",
+                                help=f"{who}: where a defect lands: defect (its bounding box uniformly inside the image, "
+                                 "as CutPaste places donors; default) or window (the GAN's window uniformly inside "
+                                 "the image, the defect at its centre)")
     parser.add_argument("--change-scale", type=float, default=1.0,
                         help=f"{who}: scale of a composite-path GAN's learned change, in [0, 1]: the output is "
                              "composite + scale * (G - composite) (default: %(default)s, G as trained; 0: the "
@@ -49,15 +55,16 @@ def add_transfer_options(parser: argparse.ArgumentParser, who: str, masks: bool 
         parser.add_argument("--composite-mode", choices=COMPOSITE_MODES, default=None,
                             help=f"{who}: how a composite-path GAN puts the donor's defect on the canvas, "
                                  "overriding its generator.json: paste (the donor's own pixels around the defect; "
-                                 "for donors of the same material) or adaptive / residual (the defect's change "
-                                 "only; for a new grade) (default: the GAN's own)")
+                                 "for donors of the same material), adaptive / residual (the defect's change "
+                                 "only; for a new grade) or matched (that change fitted to the new material) "
+                                 "(default: the GAN's own)")
     parser.add_argument("--critic-redraws", type=int, default=0,
                         help=f"{who}: redraw a transfer the GAN's critic V does not recognise as the donor's "
                              "class, up to this many times (default: %(default)s)")
 
 
-TRANSFER_OPTIONS = ("mask_source", "min_change", "window", "change_scale", "min_strength", "composite_mode",
-                    "critic_redraws")
+TRANSFER_OPTIONS = ("mask_source", "min_change", "window", "placement", "change_scale", "min_strength",
+                    "composite_mode", "critic_redraws")
 """The :class:`DefectTransferGenerator` settings that :func:`add_transfer_options` may add."""
 
 

@@ -278,8 +278,9 @@ def write_figure(generator: str | Path, plan: Plan, crop: int, channels: int, pe
     others = [g for g in sorted(set(plan.donors["grade"])) if g != grade] or sorted(set(plan.donors["grade"]))
     bank = DefectBank(donor_manifest, grades=others)
     painter = build_generator("defectgan", bank, generator, seed=seed,
-                              transfer={"grade": grade, "edge_margin": 0, "cache_dir": workdir / "codes",
-                                        **{k: v for k, v in (settings or {}).items() if k != "critic_redraws"}})
+                              transfer={**{k: v for k, v in (settings or {}).items() if k != "critic_redraws"},
+                                        "grade": grade, "placement": "window", "edge_margin": 0,
+                                        "cache_dir": workdir / "codes"})
     rng = np.random.default_rng([seed, 43])
     classes = [donor.defect_class for donor in bank.donors]
     donors = [int(i) for name in sorted(set(classes))

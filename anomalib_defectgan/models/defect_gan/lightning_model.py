@@ -78,7 +78,7 @@ class DefectGan(pl.LightningModule):
         composite_feather: Gaussian sigma (px) of the pasted defect's edge (``"composite"``).
         region_dilation: Pixels the region G may change grows beyond the pasted edge (``"composite"``).
         region_feather: Sigma (px) over which G's change fades out beyond that region (0: hard edge).
-        composite_mode: ``"paste"``, ``"residual"`` or ``"adaptive"``: how the donor's defect is put
+        composite_mode: ``"paste"``, ``"residual"``, ``"adaptive"`` or ``"matched"``: how the donor's defect is put
             on the canvas. ``base_channels`` to ``composite_mode`` are :class:`DefectGanNet`'s
             arguments, documented in full there.
         contrast_jitter: ``"composite"`` training: the donor's defect is put back on its own restored
@@ -87,6 +87,11 @@ class DefectGan(pl.LightningModule):
         paired_background: What the paired target puts the donor's defect back on: ``"restored"``
             (G's restoration ``A_hat``) or ``"filled"`` (the donor itself, its defect pixels filled
             in from the material around them: no restoration trace for G to learn to correct).
+        cycle_through_transfer: ``"composite"`` training: whether the cycle pass (restoring the
+            transfer ``X``) and the terms built on it (``cycle``, ``mask_cycle``, ``latent``) train
+            G's transfer too. They reward a transfer the encoder finds and removes easily, i.e. a
+            stronger defect than the real one; False restores ``stopgrad(X)`` (the encoder and the
+            restoration still learn from it).
         d_base_channels: Discriminator width at full resolution.
         d_max_channels: Cap on discriminator width.
         patch_size: Side of co-occurrence patches (default: crop_size // 4, at least 8).
@@ -141,6 +146,7 @@ class DefectGan(pl.LightningModule):
         composite_mode: str = "paste",
         contrast_jitter: float = 0.4,
         paired_background: str = "restored",
+        cycle_through_transfer: bool = True,
         d_base_channels: int = 16,
         d_max_channels: int = 64,
         patch_size: int | None = None,
@@ -288,7 +294,7 @@ class DefectGan(pl.LightningModule):
         """Restore, transfer, identity, re-insert and cycle passes of one iteration (:mod:`.passes`)."""
         h = self.hparams
         return forward_passes(self.net, batch, h.grade_dropout, h.reinsert_noise, h.contrast_jitter,
-                              h.paired_background)
+                              h.paired_background, h.cycle_through_transfer)
 
     @property
     def critics(self) -> Critics:

@@ -120,10 +120,10 @@ def paired_canvas(donor: Tensor, defect: Tensor) -> Tensor:
 
 
 def forward_passes(net: DefectGanNet, batch: GanBatch, grade_dropout: float, reinsert_noise: float,
-                   contrast_jitter: float, paired_background: str) -> GanPasses:
+                   contrast_jitter: float, paired_background: str, cycle_through_transfer: bool) -> GanPasses:
     """Restore, transfer, identity, re-insert and cycle passes of one iteration (either path)."""
     if net.composite_path:
-        return composite_passes(net, batch, grade_dropout, contrast_jitter, paired_background)
+        return composite_passes(net, batch, grade_dropout, contrast_jitter, paired_background, cycle_through_transfer)
     return code_passes(net, batch, grade_dropout, reinsert_noise)
 
 
@@ -166,7 +166,7 @@ def code_passes(net: DefectGanNet, batch: GanBatch, grade_dropout: float, reinse
 
 
 def composite_passes(net: DefectGanNet, batch: GanBatch, grade_dropout: float, contrast_jitter: float,
-                     paired_background: str) -> GanPasses:
+                     paired_background: str, cycle_through_transfer: bool) -> GanPasses:
     """The passes of ``defect_path="composite"``: the donor's real pixels are pasted, G refines.
 
     1. Restore ``A_hat`` and identity ``N_tilde`` as in the code path (G's own mask).
@@ -174,7 +174,10 @@ def composite_passes(net: DefectGanNet, batch: GanBatch, grade_dropout: float, c
        ``A_rec = G(paste(jitter(A) -> background))`` must rebuild ``A``, where ``background`` is
        ``stopgrad(A_hat)`` (``paired_background="restored"``) or the donor itself with its defect
        pixels filled in from the material around them (``"filled"``, :func:`paired_canvas`).
-    3. Cycle ``B_tilde = G(X, code(X), 0, good, q)``.
+    3. Cycle ``B_tilde = G(X, code(X), 0, good, q)``. With ``cycle_through_transfer`` False the
+       cycle starts from ``stopgrad(X)``: the cycle, mask-cycle and latent terms still train the
+       encoder and the restoration, but no longer reward G for a transfer that is easy to find and
+       remove, i.e. for a stronger defect than the composite's.
     """
     donor, canvas, good = batch.donor, batch.canvas, batch.good
     n = min(len(donor), len(canvas))
@@ -208,8 +211,9 @@ def composite_passes(net: DefectGanNet, batch: GanBatch, grade_dropout: float, c
                         torch.cat([s_a, s_a]), torch.cat([k, k]), drop_grade(net, torch.cat([p, q]), grade_dropout),
                         torch.cat([paired_region, region]))
     reinserted, transfer = torch.split(second.image, [n, n])
-    enc_x = net.encode(transfer)
-    cycle = net.decode(transfer, enc_x, enc_x.z_d, enc_x.coarse_mask_logits, torch.zeros_like(s_a), zeros,
+    cycle_in = transfer if cycle_through_transfer else transfer.detach()
+    enc_x = net.encode(cycle_in)
+    cycle = net.decode(cycle_in, enc_x, enc_x.z_d, enc_x.coarse_mask_logits, torch.zeros_like(s_a), zeros,
                        drop_grade(net, q, grade_dropout))
     return GanPasses(
         n=n, a=a, b=b, goods=goods, k=k, p=p, q=q, q_n=q_n, enc=enc, enc_a=enc_a, enc_b=enc_b, enc_n=enc_n,
