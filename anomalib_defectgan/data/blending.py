@@ -136,8 +136,8 @@ def texture_kept(donor: Tensor, alpha: Tensor) -> Tensor:
 LEVEL_GAIN_LIMIT = 2.0
 #: Gaussian sigma (px) of the local grey level a darkening is scaled by.
 LEVEL_SIGMA = 4.0
-#: The donor's fine detail inside its change is shrunk towards zero by this many standard deviations of
-#: its material's fine detail outside the defect (soft threshold), so its own grain is not carried over.
+#: The donor's fine detail inside its change is shrunk towards zero by this many times the RMS of its
+#: material's fine detail outside the defect (soft threshold), so its own grain is not carried over.
 GRAIN_SHRINK = 1.0
 
 
@@ -150,8 +150,8 @@ def _masked_rms(image: Tensor, keep: Tensor) -> Tensor:
 def match_change(change: Tensor, donor: Tensor, background: Tensor, target: Tensor, alpha: Tensor) -> Tensor:
     """The donor's change against its background, made to fit the target's material.
 
-    Two corrections, both measured on the paired steel world, where the same defect geometry is
-    rendered on every grade (``docs/design.md``, "Matched composite"):
+    Two corrections, both measured against the same defect rendered on the target's grade
+    (``defectgan benchmark transfer-fidelity``; ``docs/design.md``, composite modes):
 
     1. **Darkening scales with the material's brightness.** A defect that absorbs light (an inclusion,
        a crack, a pit's floor) takes a fraction of the reflected light away, so the same defect

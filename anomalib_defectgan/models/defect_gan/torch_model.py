@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from anomalib_defectgan.data.blending import COMPOSITE_MODES
+from anomalib_defectgan.data.blending import COMPOSITE_MODES, dilate, feather_alpha
+from anomalib_defectgan.data.blending import composite as put_defect
 from anomalib_defectgan.models.defect_gan.layers import (
     EqualConv2d,
     EqualLinear,
@@ -341,9 +342,6 @@ class DefectGanNet(nn.Module):
             grown by ``region_dilation``, a Gaussian fade of ``region_feather`` px around it, 0
             where G may not change anything.
         """
-        from anomalib_defectgan.data.blending import composite as put_defect
-        from anomalib_defectgan.data.blending import dilate, feather_alpha
-
         composite, alpha = put_defect(canvas, donor, donor_mask, self.composite_mode, self.composite_feather)
         region = feather_alpha(dilate((alpha > 0).to(canvas.dtype), self.region_dilation), self.region_feather)
         return composite, region
