@@ -58,3 +58,17 @@ def test_bad_options_are_one_clear_error(tmp_path: Path) -> None:
         transfer_fidelity.run(tmp_path, new_grade="tin")
     with pytest.raises(DefectGanError, match="--window 256 must be between 16 and the image size 128"):
         transfer_fidelity.run(tmp_path, window=256)
+
+
+def test_paint_windows_refuses_windows_of_another_size_or_bad_donors(tmp_path: Path) -> None:
+    from anomalib_defectgan.generators import DefectTransferGenerator
+    from tests.test_generators_support import make_bank
+
+    generator = make_tiny_generator(tmp_path / "gen", defect_path="composite")
+    painter = DefectTransferGenerator(generator, make_bank(tmp_path / "bank"), cache_dir=tmp_path / "codes")
+    with pytest.raises(ValueError, match=r"windows must be \[N, C, 32, 32\], got \(1, 1, 48, 48\)"):
+        painter.paint_windows(torch.rand(1, 1, 48, 48), [0])
+    with pytest.raises(ValueError, match=r"need one bank index in \[0, 6\) per window"):
+        painter.paint_windows(torch.rand(2, 1, 32, 32), [0, 6])
+    painted, mask = painter.paint_windows(torch.rand(2, 1, 32, 32) * 0.1 + 0.45, [0, 1])
+    assert painted.shape == (2, 1, 32, 32) and (mask.flatten(1).sum(1) > 0).all()
