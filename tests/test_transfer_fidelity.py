@@ -24,7 +24,8 @@ def test_report_ranks_paintings_by_their_distance_to_the_truth(tmp_path: Path, c
     assert set(overall) == {"cutpaste", "nsa", "composite paste", "composite residual", "composite adaptive",
                             "composite matched"}
     assert len(result["rows"]) == 6 * 3 * len(CLASSES), "one row per painting, class and donor grade"
-    assert overall["composite matched"]["error"] < 0.85 * overall["composite residual"]["error"]
+    assert overall["composite matched"]["error"] < 0.85 * min(overall["composite residual"]["error"],
+                                                              overall["composite paste"]["error"])
     assert overall["composite residual"]["saliency"] < overall["cutpaste"]["saliency"]
     assert not any(p.name.startswith("pairs_") for p in (tmp_path / "tf").iterdir()), "rendered pairs cleaned up"
 

@@ -71,7 +71,8 @@ def _grey(pixels: np.ndarray) -> Tensor:
     return torch.from_numpy(pixels[..., 0].astype(np.float32) / 255.0)[None]
 
 
-def render_pairs(out: Path, new_grade: str, size: int, per_class: int, seed: int) -> tuple[Path, dict[str, list]]:
+def render_pairs(out: Path, new_grade: str, size: int, per_class: int,
+                 seed: int) -> tuple[Path, dict[str, tuple[str, str, SteelSample]]]:
     """Render every class on every other grade and on ``new_grade``; write the donors as a bank.
 
     Returns:

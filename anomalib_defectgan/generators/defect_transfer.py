@@ -30,7 +30,7 @@ from anomalib_defectgan.data.blending import CHANGE_THRESHOLD, changed_mask
 from anomalib_defectgan.data.image_contract import as_batch, as_output, to_channels
 from anomalib_defectgan.generators.class_sampler import ClassSampler
 from anomalib_defectgan.generators.defect_bank import DefectBank, DefectBankError, load_bank
-from anomalib_defectgan.generators.placement import Placement, overlap
+from anomalib_defectgan.generators.placement import Placement, overlap, uniform_int
 
 BACKENDS = ("torch", "openvino")
 MASK_SOURCES = ("gan", "donor")
@@ -57,12 +57,6 @@ def cut_donors_warning(bank: DefectBank, crop_size: int, cut: Counter[str] | Non
             f"window ({dict(cut)}): only a window of each is painted, the rest of the defect is cut off; paint "
             "with a window that covers your defects (DefectTransferGenerator window, --window) or train the GAN "
             "with such a data crop_size")
-
-
-def _uniform(low: int, high: int, rng: torch.Generator | None) -> int:
-    """A uniform integer between ``low`` and ``high`` inclusive, in either order."""
-    low, high = min(low, high), max(low, high)
-    return low + int(torch.randint(high - low + 1, (1,), generator=rng))
 
 
 def default_cache_dir() -> Path:
@@ -549,8 +543,8 @@ class DefectTransferGenerator(nn.Module):
             orient = int(torch.randint(len(self.orientations), (1,), generator=rng))
             if self.placement == "defect":
                 (first_row, last_row), (first_col, last_col) = self._extents[donor][orient]
-                top = margin + _uniform(-first_row, height - 1 - last_row, rng)
-                left = margin + _uniform(-first_col, width - 1 - last_col, rng)
+                top = margin + uniform_int(-first_row, height - 1 - last_row, rng)
+                left = margin + uniform_int(-first_col, width - 1 - last_col, rng)
             else:
                 top = int(torch.randint(padded.shape[-2] - size + 1, (1,), generator=rng))
                 left = int(torch.randint(padded.shape[-1] - size + 1, (1,), generator=rng))

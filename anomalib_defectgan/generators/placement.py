@@ -46,8 +46,9 @@ class Placement:
         return asdict(self)
 
 
-def _randint(low: int, high: int, rng: torch.Generator | None) -> int:
-    """Uniform integer in ``[low, high]`` (inclusive)."""
+def uniform_int(low: int, high: int, rng: torch.Generator | None) -> int:
+    """Uniform integer between ``low`` and ``high`` inclusive, in either order."""
+    low, high = min(low, high), max(low, high)
     return low + int(torch.randint(high - low + 1, (1,), generator=rng).item())
 
 
@@ -64,11 +65,11 @@ def sample_placement(donor_size: tuple[int, int], image_size: tuple[int, int], r
     """
     flip_h = flip and bool(torch.randint(2, (1,), generator=rng).item())
     flip_v = flip and bool(torch.randint(2, (1,), generator=rng).item())
-    rot = _randint(0, 3, rng) if rotate90 else 0
+    rot = uniform_int(0, 3, rng) if rotate90 else 0
     h, w = donor_size if rot % 2 == 0 else donor_size[::-1]
     height, width = image_size
-    top = _randint(min(0, height - h), max(0, height - h), rng)
-    left = _randint(min(0, width - w), max(0, width - w), rng)
+    top = uniform_int(0, height - h, rng)
+    left = uniform_int(0, width - w, rng)
     return Placement(top, left, flip_h, flip_v, rot)
 
 
