@@ -453,6 +453,46 @@ def test_change_scale_interpolates_between_the_composite_and_gs_output(world: di
         DefectTransferGenerator(path, world["bank"], cache_dir=world["cache"], change_scale=1.5)
 
 
+def test_gain_bounded_scale_is_the_largest_factor_within_the_bound() -> None:
+    from anomalib_defectgan.generators.defect_transfer import gain_bounded_scale
+
+    base = torch.tensor([[3.0, 4.0], [3.0, 4.0], [3.0, 4.0], [0.0, 0.0]])  # |base| = 5
+    change = torch.tensor([[3.0, 4.0], [0.3, 0.4], [-3.0, -4.0], [1.0, 0.0]])
+    t = gain_bounded_scale(base, change, 1.5)
+    # amplifying: |base + t change| = 5 (1 + t) <= 7.5 -> t = 0.5; within the bound: 1; weakening: 1;
+    # no composite change at all: any change is an unbounded gain -> 0
+    assert torch.allclose(t, torch.tensor([0.5, 1.0, 1.0, 0.0]))
+    bounded = (base + t[:, None] * change).norm(dim=1)
+    assert bool((bounded[:3] <= 1.5 * 5 + 1e-6).all())
+    assert torch.allclose(gain_bounded_scale(base[:1], torch.zeros(1, 2), 1.0), torch.ones(1))
+
+
+def test_max_gain_keeps_each_transfer_within_its_composites_strength(world: dict[str, Path]) -> None:
+    path = make_tiny_generator(world["root"] / "gen_gain", defect_path="composite", composite_mode="residual")
+    canvas = torch.rand(3, 1, 32, 32) * 0.1 + 0.45
+    donor, orient = torch.tensor([0, 1, 4]), torch.tensor([0, 0, 0])
+    outputs = {}
+    for gain in (None, 1.0):
+        gen = DefectTransferGenerator(path, world["bank"], probability=1.0, seed=4, cache_dir=world["cache"],
+                                      edge_margin=0, max_gain=gain)
+        torch.manual_seed(1)
+        for layer in gen.gan.net.generator.to_rgb:  # a G that changes something (untrained, it is the identity)
+            layer.weight.data.normal_(0.0, 0.3)
+        outputs[gain] = gen._transfer(canvas, donor, orient)[0]
+    pixels, masks = gen.donor_pixels(donor, orient)
+    composite = gen.gan.net.composite(canvas, pixels, masks)[0]
+    strength = {key: (out - canvas).flatten(1).norm(dim=1) for key, out in outputs.items()}
+    own = (composite - canvas).flatten(1).norm(dim=1)
+    assert bool((strength[None] > 1.05 * own).any()), "the perturbed G makes some transfer stronger"
+    assert bool((strength[1.0] <= own * (1 + 1e-4)).all())
+    # the bound only scales G's change: the output stays on the line from the composite to G's output
+    t = ((outputs[1.0] - composite).flatten(1) * (outputs[None] - composite).flatten(1)).sum(1) / (
+        (outputs[None] - composite).flatten(1).pow(2).sum(1))
+    assert torch.allclose(outputs[1.0], composite + t[:, None, None, None] * (outputs[None] - composite), atol=1e-5)
+    with pytest.raises(ValueError, match=r"max_gain must be at least 1"):
+        DefectTransferGenerator(path, world["bank"], cache_dir=world["cache"], max_gain=0.5)
+
+
 @pytest.mark.parametrize("mode", ["adaptive", "matched"])
 def test_change_composite_generator_matches_on_openvino(world: dict[str, Path], mode: str) -> None:
     path = make_tiny_generator(world["root"] / f"gen_{mode}", defect_path="composite", composite_mode=mode)

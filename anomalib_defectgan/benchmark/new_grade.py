@@ -224,7 +224,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
                   generator_dir: Path | None = None, frame: pd.DataFrame | None = None,
                   gan_args: list[str] | None = None, resume: bool = True, mask_source: str = "donor",
                   min_change: float = CHANGE_THRESHOLD, critic_redraws: int = 0, window: int | None = None,
-                  gan_max_time: str | None = None, change_scale: float = 1.0,
+                  gan_max_time: str | None = None, change_scale: float = 1.0, max_gain: float | None = None,
                   min_strength: float = 1.0, composite_mode: str | None = None,
                   gan_seeds: list[int] | None = None, placement: str = "defect") -> dict[str, Any]:
     """Run every arm for every seed; write runs.csv, results.md and results.json under ``out``.
@@ -246,6 +246,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         min_change: ``DefectTransferGenerator``'s ``min_change``.
         critic_redraws: ``DefectTransferGenerator``'s ``critic_redraws``.
         change_scale: ``DefectTransferGenerator``'s ``change_scale``.
+        max_gain: ``DefectTransferGenerator``'s ``max_gain``.
         min_strength: ``DefectTransferGenerator``'s ``min_strength``.
         composite_mode: ``DefectTransferGenerator``'s ``composite_mode`` (None: the GAN's own).
         window: ``DefectTransferGenerator``'s ``window`` (None: the GAN's crop size).
@@ -294,6 +295,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
                              "min_change": min_change, "critic_redraws": critic_redraws, "placement": placement,
                              **({"window": window} if window else {}),
                              **({"change_scale": change_scale} if change_scale != 1.0 else {}),
+                             **({"max_gain": max_gain} if max_gain is not None else {}),
                              **({"min_strength": min_strength} if min_strength != 1.0 else {}),
                              **({"composite_mode": composite_mode} if composite_mode else {})}
                             if arm == "defectgan" else {})})
@@ -315,7 +317,8 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
             generator = None if arm == "none" else build_generator(
                 arm, donors, arm_generator, seed=seed,
                 transfer={"mask_source": mask_source, "min_change": min_change, "critic_redraws": critic_redraws,
-                          "window": window, "change_scale": change_scale, "min_strength": min_strength,
+                          "window": window, "change_scale": change_scale, "max_gain": max_gain,
+                          "min_strength": min_strength,
                           "composite_mode": composite_mode, "placement": placement})
             result = train_and_test(path, generator, settings, seed, arm_dir / "anomalib", name=f"{title}_{arm}")
             seconds = time.perf_counter() - started
@@ -356,6 +359,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         "min_change": min_change,
         "critic_redraws": critic_redraws,
         "change_scale": change_scale,
+        "max_gain": max_gain,
         "min_strength": min_strength,
         "composite_mode": composite_mode,
         "window": window,
@@ -475,6 +479,7 @@ def main(argv: list[str]) -> int:
                   Path(args.generator) if args.generator else None, frame,
                   gan_max_time=args.gan_max_time,
                   mask_source=args.mask_source, min_change=args.min_change, critic_redraws=args.critic_redraws,
-                  window=args.window, change_scale=args.change_scale, min_strength=args.min_strength,
+                  window=args.window, change_scale=args.change_scale, max_gain=args.max_gain,
+                  min_strength=args.min_strength,
                   composite_mode=args.composite_mode, gan_seeds=args.gan_seeds, placement=args.placement)
     return 0

@@ -192,6 +192,7 @@ def _settings(args: argparse.Namespace, normals: list[Path], channels: int, grad
             **({"window": args.window} if args.window else {}),
             **({"placement": args.placement} if args.generator == "defectgan" else {}),
             **({"change_scale": args.change_scale} if args.change_scale != 1.0 else {}),
+            **({"max_gain": args.max_gain} if args.max_gain is not None else {}),
             **({"min_strength": args.min_strength} if args.min_strength != 1.0 else {}),
             **({"composite_mode": args.composite_mode} if args.composite_mode else {}),
             **({"backend": args.backend, "batch_size": args.batch_size, "threads": torch.get_num_threads()}

@@ -59,6 +59,19 @@ def cut_donors_warning(bank: DefectBank, crop_size: int, cut: Counter[str] | Non
             "with such a data crop_size")
 
 
+def gain_bounded_scale(base: Tensor, change: Tensor, max_gain: float) -> Tensor:
+    """Per item, the largest ``t`` in [0, 1] with ``|base + t * change| <= max_gain * |base|`` (L2 over the item).
+
+    ``base`` is a composite's change to its canvas and ``change`` G's learned change on top of it,
+    both ``[N, ...]``; ``max_gain >= 1``, so ``t = 0`` always meets the bound.
+    """
+    a, b = base.flatten(1).double(), change.flatten(1).double()
+    aa, ab, bb = (a * a).sum(1), (a * b).sum(1), (b * b).sum(1)
+    # |a + t b|^2 = g^2 |a|^2  <=>  bb t^2 + 2 ab t + (1 - g^2) aa = 0; its larger root is >= 0
+    root = (-ab + (ab * ab + bb * (max_gain**2 - 1.0) * aa).clamp_min(0.0).sqrt()) / bb.clamp_min(1e-30)
+    return torch.where(bb > 0, root.clamp(0.0, 1.0), torch.ones_like(bb)).to(base.dtype)
+
+
 def default_cache_dir() -> Path:
     """``$ANOMALIB_DEFECTGAN_CACHE`` or ``~/.cache/anomalib_defectgan``."""
     return Path(os.environ.get("ANOMALIB_DEFECTGAN_CACHE", Path.home() / ".cache" / "anomalib_defectgan"))
@@ -131,6 +144,14 @@ class DefectTransferGenerator(nn.Module):
             ``composite + change_scale * (G(composite) - composite)`` (1: G's output as trained;
             0: the composite alone, the donor's defect put on the canvas with no learned change).
             Ignored by a code-path GAN.
+        max_gain: A composite-path GAN may not make a transfer stronger than ``max_gain`` times
+            its composite: where the output's change to the canvas (L2 over the window) exceeds
+            that, G's learned change is scaled down (per transfer, the largest factor in [0, 1]
+            that meets the bound), so G can move, blend and shade the defect but not amplify it.
+            None (default): no bound. One of three trainings of one config learned to make
+            scratches five times as strong as real, and its classifiers missed faint real
+            scratches; ``max_gain`` 1 gave them back, not a lower error (docs/benchmarks.md,
+            2026-12-07 thirteenth run). Ignored by a code-path GAN.
         min_strength: Each transfer's change to its canvas is scaled by a factor drawn uniformly
             from ``[min_strength, 1]`` (1, the default: as painted, and no draw). Below 1, some
             synthetic defects are fainter than their donors, as many real defects are; the mask
@@ -185,6 +206,7 @@ class DefectTransferGenerator(nn.Module):
         min_change: float = CHANGE_THRESHOLD,
         critic_redraws: int = 0,
         change_scale: float = 1.0,
+        max_gain: float | None = None,
         min_strength: float = 1.0,
         composite_mode: str | None = None,
         rotate90: bool = False,
@@ -216,6 +238,9 @@ class DefectTransferGenerator(nn.Module):
         if not 0.0 <= change_scale <= 1.0:
             raise ValueError(f"change_scale must be in [0, 1], got {change_scale}")
         self.change_scale = float(change_scale)
+        if max_gain is not None and not max_gain >= 1.0:
+            raise ValueError(f"max_gain must be at least 1 (the composite's own strength) or None, got {max_gain}")
+        self.max_gain = None if max_gain is None else float(max_gain)
         if not 0.0 < min_strength <= 1.0:
             raise ValueError(f"min_strength must be in (0, 1], got {min_strength}")
         self.min_strength = float(min_strength)
@@ -373,13 +398,19 @@ class DefectTransferGenerator(nn.Module):
         return self._scaled_change(image.to(canvas), canvas, pixels), mask.to(canvas)
 
     def _scaled_change(self, image: Tensor, canvas: Tensor, pixels: tuple[Tensor, ...]) -> Tensor:
-        """``composite + change_scale * (image - composite)`` for a composite-path GAN (``image`` as is otherwise)."""
-        if not pixels or self.change_scale == 1.0:
+        """A composite-path GAN's output with its learned change scaled (``change_scale``) and bounded (``max_gain``).
+
+        ``image`` as is for a code-path GAN, or when neither setting applies.
+        """
+        if not pixels or (self.change_scale == 1.0 and self.max_gain is None):
             return image
         donor, donor_mask = (t.to(canvas) for t in pixels)
         with torch.no_grad():
             composite = self.gan.net.composite(canvas, donor, (donor_mask >= 0.5).to(canvas.dtype))[0]
-        return composite + self.change_scale * (image - composite)
+        change = self.change_scale * (image - composite)
+        if self.max_gain is not None:
+            change = change * gain_bounded_scale(composite - canvas, change, self.max_gain)[:, None, None, None]
+        return composite + change
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Add a defect to each image with ``probability``.

@@ -17,7 +17,7 @@ from anomalib_defectgan.models.defect_gan.torch_model import COMPOSITE_MODES
 
 def add_transfer_options(parser: argparse.ArgumentParser, who: str, masks: bool = True,
                          strength: bool = False, composite: bool = False, placement: bool = True) -> None:
-    """Add ``--window``, ``--change-scale``, ``--critic-redraws`` and the optional groups below.
+    """Add ``--window``, ``--change-scale``, ``--max-gain``, ``--critic-redraws`` and the optional groups below.
 
     Args:
         parser: The command's parser.
@@ -47,6 +47,10 @@ def add_transfer_options(parser: argparse.ArgumentParser, who: str, masks: bool 
                         help=f"{who}: scale of a composite-path GAN's learned change, in [0, 1]: the output is "
                              "composite + scale * (G - composite) (default: %(default)s, G as trained; 0: the "
                              "composite alone)")
+    parser.add_argument("--max-gain", type=float, default=None,
+                        help=f"{who}: a composite-path GAN's transfer may be at most this many times as strong "
+                             "as its composite (L2 change to the canvas); G's learned change is scaled down "
+                             "where it would be stronger (>= 1; default: no bound)")
     if strength:
         parser.add_argument("--min-strength", type=float, default=1.0,
                             help=f"{who}: scale each transfer's change by a factor drawn from [this, 1], so some "
@@ -63,7 +67,7 @@ def add_transfer_options(parser: argparse.ArgumentParser, who: str, masks: bool 
                              "class, up to this many times (default: %(default)s)")
 
 
-TRANSFER_OPTIONS = ("mask_source", "min_change", "window", "placement", "change_scale", "min_strength",
+TRANSFER_OPTIONS = ("mask_source", "min_change", "window", "placement", "change_scale", "max_gain", "min_strength",
                     "composite_mode", "critic_redraws")
 """The :class:`DefectTransferGenerator` settings that :func:`add_transfer_options` may add."""
 

@@ -37,7 +37,9 @@ def format_report(results: dict[str, Any]) -> str:
                    "same halves using as many generated crops).")]
     settings = {name: results[name] for name in TRANSFER_OPTIONS if name in results}
     if settings:
-        painted = ", ".join(f"{name} {'as trained' if value is None else value}" for name, value in settings.items())
+        unset = {"max_gain": "off"}
+        painted = ", ".join(f"{name} {unset.get(name, 'as trained') if value is None else value}"
+                            for name, value in settings.items())
         lines.append(f"defectgan painted with: {painted}.")
     return "\n".join(lines)
 
