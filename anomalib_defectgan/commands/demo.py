@@ -38,8 +38,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     # Test-sized: a few minutes on 2 CPU cores. Numbers mean nothing at this size.
     "smoke": {"size": 64, "per_class": 2, "good_per_grade": 8, "gan_config": "tiny.yaml", "gan_steps": 20,
               "image_size": 64, "steps": 6, "batch_size": 8, "seeds": [0], "samples": 4},
-    # <= 15 minutes on 2 busy CPU cores: GAN 900 iterations (cpu.yaml, composite path; capped at
-    # 12 min), then 5 classifiers x 80 steps at 96 px. Not timed yet with these settings.
+    # <= 15 minutes on 2 CPU cores: GAN 900 iterations (cpu.yaml, matched composite; capped at
+    # 12 min), then 5 classifiers x 80 steps at 96 px (9 min 54 s alone, docs/benchmarks.md).
     "quick": {"size": 128, "per_class": 10, "good_per_grade": 30, "gan_config": "cpu.yaml", "gan_steps": 900,
               "gan_max_time": "00:00:12:00", "image_size": 96, "steps": 80, "batch_size": 16, "seeds": [0],
               "samples": 8},
