@@ -432,20 +432,27 @@ def test_donor_whose_box_centre_misses_the_defect_still_gets_a_window_with_it(
     assert out_mask.flatten(1).sum(1).min() > 0 and not torch.equal(augmented, torch.full_like(augmented, 0.55))
 
 
-def test_change_scale_interpolates_between_the_composite_and_gs_output(world: dict[str, Path]) -> None:
-    path = make_tiny_generator(world["root"] / "gen_scale", defect_path="composite", composite_mode="residual")
+def _perturbed_transfers(world: dict[str, Path], name: str, setting: str,
+                         values: tuple) -> tuple[Path, torch.Tensor, torch.Tensor, dict]:
+    """``(generator, canvas, composite, {value: output})``: a composite-path GAN whose G changes
+    something (untrained, it is the identity) painting three donors, once per ``setting`` value."""
+    path = make_tiny_generator(world["root"] / name, defect_path="composite", composite_mode="residual")
     canvas = torch.rand(3, 1, 32, 32) * 0.1 + 0.45
     donor, orient = torch.tensor([0, 1, 4]), torch.tensor([0, 0, 0])
     outputs = {}
-    for scale in (1.0, 0.5, 0.0):
+    for value in values:
         gen = DefectTransferGenerator(path, world["bank"], probability=1.0, seed=4, cache_dir=world["cache"],
-                                      edge_margin=0, change_scale=scale)
+                                      edge_margin=0, **{setting: value})
         torch.manual_seed(1)
-        for layer in gen.gan.net.generator.to_rgb:  # a G that changes something (untrained, it is the identity)
+        for layer in gen.gan.net.generator.to_rgb:
             layer.weight.data.normal_(0.0, 0.3)
-        outputs[scale] = gen._transfer(canvas, donor, orient)[0]
+        outputs[value] = gen._transfer(canvas, donor, orient)[0]
     pixels, masks = gen.donor_pixels(donor, orient)
-    composite = gen.gan.net.composite(canvas, pixels, masks)[0]
+    return path, canvas, gen.gan.net.composite(canvas, pixels, masks)[0], outputs
+
+
+def test_change_scale_interpolates_between_the_composite_and_gs_output(world: dict[str, Path]) -> None:
+    path, _, composite, outputs = _perturbed_transfers(world, "gen_scale", "change_scale", (1.0, 0.5, 0.0))
     assert (outputs[1.0] - composite).abs().max() > 0.05, "the perturbed G changes the composite"
     assert torch.allclose(outputs[0.0], composite, atol=1e-6)
     assert torch.allclose(outputs[0.5], (outputs[1.0] + composite) / 2, atol=1e-5)
@@ -468,19 +475,7 @@ def test_gain_bounded_scale_is_the_largest_factor_within_the_bound() -> None:
 
 
 def test_max_gain_keeps_each_transfer_within_its_composites_strength(world: dict[str, Path]) -> None:
-    path = make_tiny_generator(world["root"] / "gen_gain", defect_path="composite", composite_mode="residual")
-    canvas = torch.rand(3, 1, 32, 32) * 0.1 + 0.45
-    donor, orient = torch.tensor([0, 1, 4]), torch.tensor([0, 0, 0])
-    outputs = {}
-    for gain in (None, 1.0):
-        gen = DefectTransferGenerator(path, world["bank"], probability=1.0, seed=4, cache_dir=world["cache"],
-                                      edge_margin=0, max_gain=gain)
-        torch.manual_seed(1)
-        for layer in gen.gan.net.generator.to_rgb:  # a G that changes something (untrained, it is the identity)
-            layer.weight.data.normal_(0.0, 0.3)
-        outputs[gain] = gen._transfer(canvas, donor, orient)[0]
-    pixels, masks = gen.donor_pixels(donor, orient)
-    composite = gen.gan.net.composite(canvas, pixels, masks)[0]
+    path, canvas, composite, outputs = _perturbed_transfers(world, "gen_gain", "max_gain", (None, 1.0))
     strength = {key: (out - canvas).flatten(1).norm(dim=1) for key, out in outputs.items()}
     own = (composite - canvas).flatten(1).norm(dim=1)
     assert bool((strength[None] > 1.05 * own).any()), "the perturbed G makes some transfer stronger"
