@@ -40,9 +40,9 @@ def add_transfer_options(parser: argparse.ArgumentParser, who: str, masks: bool 
                              "size); larger windows paint larger donors whole")
     if placement:
         parser.add_argument("--placement", choices=PLACEMENTS, default="defect",
-                                help=f"{who}: where a defect lands: defect (its bounding box uniformly inside the image, "
-                                 "as CutPaste places donors; default) or window (the GAN's window uniformly inside "
-                                 "the image, the defect at its centre)")
+                            help=f"{who}: where a defect lands: defect (its bounding box uniformly inside the "
+                                 "image, as CutPaste places donors; default) or window (the GAN's window uniformly "
+                                 "inside the image, the defect at its centre)")
     parser.add_argument("--change-scale", type=float, default=1.0,
                         help=f"{who}: scale of a composite-path GAN's learned change, in [0, 1]: the output is "
                              "composite + scale * (G - composite) (default: %(default)s, G as trained; 0: the "
