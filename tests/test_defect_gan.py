@@ -174,6 +174,39 @@ def test_plate_penalty_punishes_a_plate_and_spares_edge_detail() -> None:
     assert plate_penalty(detail, composite, region) < 0.2 * plate_penalty(plate, composite, region)
 
 
+def test_strength_excess_is_zero_up_to_the_composite_and_grows_with_the_gain() -> None:
+    from anomalib_defectgan.models.defect_gan.loss import strength_excess
+
+    canvas = torch.rand(3, 1, 16, 16)
+    change = torch.zeros_like(canvas)
+    change[..., 4:12, 7:9] = -0.2  # a thin dark scratch
+    composite = canvas + change
+    assert strength_excess(composite, composite, canvas) == 0
+    assert strength_excess(canvas + 0.5 * change, composite, canvas) == 0, "a fainter transfer costs nothing"
+    doubled, tripled = strength_excess(canvas + 2 * change, composite, canvas), strength_excess(
+        canvas + 3 * change, composite, canvas)
+    assert doubled == pytest.approx(1.0, abs=1e-4) and tripled == pytest.approx(2.0, abs=1e-4)
+    halo = canvas + change + 0.05 * (change == 0).float()  # same scratch, a bright plate around it
+    assert strength_excess(halo, composite, canvas) > 0
+    empty = strength_excess(canvas, canvas, canvas)
+    assert torch.isfinite(empty) and empty == 0, "an empty composite left alone costs nothing"
+
+
+def test_strength_weight_trains_the_transfer_towards_the_composite_strength() -> None:
+    from anomalib_defectgan.models.defect_gan.loss import strength_excess
+
+    torch.manual_seed(0)
+    model = tiny_model(defect_path="composite", composite_mode="matched", loss_weights={"strength": 1.0})
+    f = model.forward_passes(make_batch())
+    amplified = f.b + 3.0 * (f.pasted - f.b)
+    f.transfer = amplified.detach().requires_grad_(True)
+    losses = model.loss.generator_losses(f, model.critics)
+    assert losses["strength"] > 1.0
+    (grad,) = torch.autograd.grad(losses["strength"], f.transfer, retain_graph=True)
+    step = f.transfer - 0.1 * grad / grad.abs().max()
+    assert strength_excess(step, f.pasted, f.b) < losses["strength"], "its gradient weakens the change"
+
+
 def test_mask_supervision_box_and_pixel() -> None:
     from anomalib_defectgan.models.defect_gan.loss import mask_supervision
 

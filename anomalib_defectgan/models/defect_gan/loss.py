@@ -40,6 +40,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "rec_masked": 5.0,        # L1(A_rec, A) weighted by the defect mask
     "self_reg": 1.0,          # composite path: L1(X, pasted composite) in the pasted region
     "plate": 0.0,             # composite path: L1 of the 9x9-mean of X - composite in the region (no plates)
+    "strength": 0.0,          # composite path: how much X's change to B is stronger than the composite's
     "cycle": 5.0,             # L1(B_tilde, B): restoring the transfer gives the canvas back
     "identity": 5.0,          # L1(N_tilde, N): restoring a good image changes nothing
     "identity_mask": 1.0,     # mean mask on good images
@@ -86,6 +87,18 @@ def masked_l1(prediction: Tensor, target: Tensor, weight: Tensor) -> Tensor:
     """Mean absolute error inside ``weight`` ``[B, 1, H, W]``, normalised by the weight's mass."""
     error = (prediction - target).abs().mean(dim=1, keepdim=True)
     return (error * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def strength_excess(image: Tensor, composite: Tensor, canvas: Tensor) -> Tensor:
+    """Mean over items of ``relu(|image - canvas| / |composite - canvas| - 1)`` (L2 over each item).
+
+    The training-time form of ``DefectTransferGenerator(max_gain=1)``: zero while G's transfer
+    changes the canvas no more than the composite it refines, growing with the factor by which
+    it is stronger (an amplified scratch), whatever the defect's size or contrast.
+    """
+    made = (image - canvas).flatten(1).norm(dim=1)
+    given = (composite - canvas).flatten(1).norm(dim=1)
+    return F.relu(made / given.clamp_min(1e-6) - 1.0).mean()
 
 
 def plate_penalty(image: Tensor, composite: Tensor, region: Tensor, size: int = 9) -> Tensor:
@@ -301,6 +314,7 @@ class DefectGanLoss(nn.Module):
             losses["self_reg"] = masked_l1(f.transfer, f.pasted, f.m_t)
             if self.weights["plate"] > 0:  # off by default: not computed on every step for nothing
                 losses["plate"] = plate_penalty(f.transfer, f.pasted, f.m_t)
+            losses["strength"] = strength_excess(f.transfer, f.pasted, f.b)
         losses["encoder_class"] = F.cross_entropy(f.enc.class_logits, all_classes)
         return losses
 
