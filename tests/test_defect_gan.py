@@ -188,8 +188,11 @@ def test_strength_excess_is_zero_up_to_the_composite_and_grows_with_the_gain() -
     assert doubled == pytest.approx(1.0, abs=1e-4) and tripled == pytest.approx(2.0, abs=1e-4)
     halo = canvas + change + 0.05 * (change == 0).float()  # same scratch, a bright plate around it
     assert strength_excess(halo, composite, canvas) > 0
-    empty = strength_excess(canvas, canvas, canvas)
+    untouched = canvas.clone().requires_grad_(True)
+    empty = strength_excess(untouched, canvas, canvas)
     assert torch.isfinite(empty) and empty == 0, "an empty composite left alone costs nothing"
+    (grad,) = torch.autograd.grad(empty, untouched)
+    assert torch.isfinite(grad).all(), "no NaN gradient from a zero-length change (it would poison G at any weight)"
 
 
 def test_strength_weight_trains_the_transfer_towards_the_composite_strength() -> None:
