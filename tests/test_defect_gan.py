@@ -208,6 +208,9 @@ def test_strength_weight_trains_the_transfer_towards_the_composite_strength() ->
     (grad,) = torch.autograd.grad(losses["strength"], f.transfer, retain_graph=True)
     step = f.transfer - 0.1 * grad / grad.abs().max()
     assert strength_excess(step, f.pasted, f.b) < losses["strength"], "its gradient weakens the change"
+    unweighted = tiny_model(defect_path="composite", composite_mode="matched").loss.generator_losses(f, model.critics)
+    assert unweighted["strength"] == pytest.approx(float(losses["strength"]))
+    assert not unweighted["strength"].requires_grad, "at the default weight 0 it is logged, not trained"
 
 
 def test_mask_supervision_box_and_pixel() -> None:

@@ -314,7 +314,9 @@ class DefectGanLoss(nn.Module):
             losses["self_reg"] = masked_l1(f.transfer, f.pasted, f.m_t)
             if self.weights["plate"] > 0:  # off by default: not computed on every step for nothing
                 losses["plate"] = plate_penalty(f.transfer, f.pasted, f.m_t)
-            losses["strength"] = strength_excess(f.transfer, f.pasted, f.b)
+            # logged at any weight; it trains G (and costs a backward pass) only when weighted
+            transfer = f.transfer if self.weights["strength"] > 0 else f.transfer.detach()
+            losses["strength"] = strength_excess(transfer, f.pasted, f.b)
         losses["encoder_class"] = F.cross_entropy(f.enc.class_logits, all_classes)
         return losses
 
