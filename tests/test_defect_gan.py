@@ -439,6 +439,43 @@ def test_region_feather_fades_the_change_out_instead_of_a_hard_edge() -> None:
     assert change[(soft_region > 0) & (soft_region < 0.5)].mean() < change[soft_region == 1].mean()
 
 
+def test_change_region_defect_is_the_donors_defect_grown_not_its_feathered_halo(tmp_path: Path) -> None:
+    from anomalib_defectgan.data.blending import dilate
+
+    batch = make_batch()
+    canvas, donor, mask = batch.canvas.image, batch.donor.image, batch.donor.mask
+    halo = DefectGanNet(num_classes=3, defect_path="composite", region_dilation=1)
+    tight = DefectGanNet(num_classes=3, defect_path="composite", region_dilation=1, change_region="defect")
+    pasted, halo_region = halo.composite(canvas, donor, mask)
+    same, region = tight.composite(canvas, donor, mask)
+    assert torch.equal(same, pasted), "the composite itself is the same"
+    assert torch.equal(region, dilate((mask >= 0.5).float(), 1))
+    assert bool((region <= halo_region).all()) and region.sum() < halo_region.sum()
+    with pytest.raises(ValueError, match="change_region"):
+        DefectGanNet(num_classes=3, defect_path="composite", change_region="ring")
+    model = tiny_model(defect_path="composite", change_region="defect")
+    with torch.no_grad():  # a G that brightens everything it may touch
+        for layer in model.net.generator.to_rgb:
+            layer.bias.fill_(1.0)
+        f = model.forward_passes(batch)
+    assert torch.equal(f.m_t, region), "training uses the same region"
+    outside = (f.m_t == 0).expand_as(f.transfer)
+    assert torch.equal(f.transfer[outside], f.pasted[outside]), "the composite's feathered edge is left as pasted"
+    assert (f.transfer - f.pasted)[~outside].mean() > 0.05
+    gen = load_generator(model.export_generator(tmp_path / "gen"))
+    assert gen.net.change_region == "defect"
+    pytest.importorskip("openvino")
+    from anomalib_defectgan.generators.openvino_backend import OpenVinoTransfer
+
+    codes = gen.encode(donor, [1, 2, 1])
+    inputs = (canvas, codes.z_d, codes.coarse_mask_logits, codes.s_d, codes.defect_class,
+              torch.full((3,), 2, dtype=torch.long), donor, mask)
+    with torch.no_grad():
+        ref_image, ref_mask = gen.export_module()(*inputs)
+    image, exported_mask = OpenVinoTransfer.from_generator(gen)(*inputs)
+    assert torch.allclose(image, ref_image, atol=1e-4) and torch.equal(exported_mask, ref_mask)
+
+
 def test_composite_generator_file_needs_and_uses_donor_pixels(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = tiny_model(defect_path="composite")

@@ -50,12 +50,14 @@ def make_normals(root: Path, count: int = 4, size: int = 48, seed: int = 1, leve
 
 def make_tiny_generator(root: Path, classes: tuple[str, ...] = ("scratch", "spot"), channels: int = 1,
                         crop_size: int = 32, seed: int = 0, defect_path: str = "code", critic: bool = False,
-                        composite_mode: str = "paste") -> Path:
+                        composite_mode: str = "paste", change_region: str = "halo", change_bias: float = 0.0) -> Path:
     """Save an untrained tiny DefectGAN generator with the GAN's own export code; returns its folder.
 
     The mask bias is positive so that the untrained network paints visible masks. An untrained
     ``defect_path="composite"`` generator returns the pasted donor defect unchanged. ``critic``
-    saves an untrained versatile classifier V beside it; ``composite_mode`` that of a composite one.
+    saves an untrained versatile classifier V beside it; ``composite_mode`` and ``change_region`` those
+    of a composite one; ``change_bias`` fills G's output biases so that a composite one brightens
+    every pixel it may change.
     """
     import inspect
 
@@ -71,11 +73,17 @@ def make_tiny_generator(root: Path, classes: tuple[str, ...] = ("scratch", "spot
         config["defect_path"] = defect_path
     if composite_mode != "paste":
         config["composite_mode"] = composite_mode
+    if change_region != "halo":
+        config["change_region"] = change_region
     if "canvas_skip" in inspect.signature(DefectGanNet).parameters:
         config["canvas_skip"] = True  # exercises aten::logit, which the OpenVINO export has to convert
     from anomalib_defectgan.models.defect_gan.critic import VersatileClassifier
 
     v = VersatileClassifier(channels, len(classes) + 1, 1, width=4) if critic else None
-    save_generator(DefectGanNet(**config), config, ["good", *classes], ["known"], crop_size, root, critic=v,
+    net = DefectGanNet(**config)
+    with torch.no_grad():
+        for layer in net.generator.to_rgb:
+            layer.bias.fill_(change_bias)
+    save_generator(net, config, ["good", *classes], ["known"], crop_size, root, critic=v,
                    critic_width=4)
     return root

@@ -553,3 +553,33 @@ def test_composite_mode_overrides_the_gans_own_as_if_it_had_been_trained_with_it
         paint(code_path, composite_mode="paste")
     with pytest.raises(ValueError, match="exported with composite_mode 'residual', not 'paste'"):
         paint(residual, composite_mode="paste", backend="openvino", openvino_model=world["root"] / "transfer.xml")
+
+
+def test_change_region_defect_keeps_gs_change_on_the_donors_defect(world: dict[str, Path]) -> None:
+    halo = make_tiny_generator(world["root"] / "gen_region_halo", defect_path="composite", change_bias=2.0)
+    tight = make_tiny_generator(world["root"] / "gen_region_defect", defect_path="composite", change_bias=2.0,
+                                change_region="defect")
+    images = torch.rand(4, 1, 32, 32) * 0.1 + 0.45
+    donors = [0, 1, 4, 5]
+
+    def paint(path: Path, **settings: object) -> tuple[torch.Tensor, torch.Tensor]:
+        gen = DefectTransferGenerator(path, world["bank"], probability=1.0, seed=4, cache_dir=world["cache"],
+                                      edge_margin=0, **settings)
+        return gen.paint_donors(images, donors)
+
+    wide, wide_mask = paint(halo)
+    narrow, narrow_mask = paint(halo, change_region="defect")
+    reference, reference_mask = paint(tight)  # the same weights, saved with change_region "defect"
+    assert torch.equal(narrow, reference) and torch.equal(narrow_mask, reference_mask)
+    assert torch.equal(paint(tight, change_region="halo")[0], wide), "the override goes both ways"
+    assert bool((narrow_mask <= wide_mask).all()), "the defect region lies inside the halo"
+    per_image = narrow_mask.flatten(1).sum(1)
+    assert bool((per_image > 0).all()) and bool((per_image < wide_mask.flatten(1).sum(1)).all()), \
+        "G still paints each defect, and no longer the halo around it"
+    assert torch.equal(narrow[narrow_mask.expand_as(narrow) == 0], images[narrow_mask.expand_as(images) == 0])
+    with pytest.raises(ValueError, match="change_region must be one of"):
+        paint(halo, change_region="ring")
+    with pytest.raises(ValueError, match="change_region applies to a composite-path GAN"):
+        paint(make_tiny_generator(world["root"] / "gen_region_code"), change_region="defect")
+    with pytest.raises(ValueError, match="exported with change_region 'halo', not 'defect'"):
+        paint(halo, change_region="defect", backend="openvino", openvino_model=world["root"] / "transfer.xml")

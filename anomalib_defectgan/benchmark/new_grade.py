@@ -225,7 +225,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
                   gan_args: list[str] | None = None, resume: bool = True, mask_source: str = "donor",
                   min_change: float = CHANGE_THRESHOLD, critic_redraws: int = 0, window: int | None = None,
                   gan_max_time: str | None = None, change_scale: float = 1.0, max_gain: float | None = None,
-                  min_strength: float = 1.0, composite_mode: str | None = None,
+                  min_strength: float = 1.0, composite_mode: str | None = None, change_region: str | None = None,
                   gan_seeds: list[int] | None = None, placement: str = "defect") -> dict[str, Any]:
     """Run every arm for every seed; write runs.csv, results.md and results.json under ``out``.
 
@@ -249,6 +249,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         max_gain: ``DefectTransferGenerator``'s ``max_gain``.
         min_strength: ``DefectTransferGenerator``'s ``min_strength``.
         composite_mode: ``DefectTransferGenerator``'s ``composite_mode`` (None: the GAN's own).
+        change_region: ``DefectTransferGenerator``'s ``change_region`` (None: the GAN's own).
         window: ``DefectTransferGenerator``'s ``window`` (None: the GAN's crop size).
         placement: ``DefectTransferGenerator``'s ``placement``.
         gan_max_time: Safety cap on the GAN's training time, ``DD:HH:MM:SS`` (None: the config's).
@@ -297,7 +298,8 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
                              **({"change_scale": change_scale} if change_scale != 1.0 else {}),
                              **({"max_gain": max_gain} if max_gain is not None else {}),
                              **({"min_strength": min_strength} if min_strength != 1.0 else {}),
-                             **({"composite_mode": composite_mode} if composite_mode else {})}
+                             **({"composite_mode": composite_mode} if composite_mode else {}),
+                             **({"change_region": change_region} if change_region else {})}
                             if arm == "defectgan" else {})})
         if resume and finished.is_file():
             saved = json.loads(finished.read_text())
@@ -319,7 +321,8 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
                 transfer={"mask_source": mask_source, "min_change": min_change, "critic_redraws": critic_redraws,
                           "window": window, "change_scale": change_scale, "max_gain": max_gain,
                           "min_strength": min_strength,
-                          "composite_mode": composite_mode, "placement": placement})
+                          "composite_mode": composite_mode, "change_region": change_region,
+                          "placement": placement})
             result = train_and_test(path, generator, settings, seed, arm_dir / "anomalib", name=f"{title}_{arm}")
             seconds = time.perf_counter() - started
             clock.finished(seconds)
@@ -362,6 +365,7 @@ def run_benchmark(split: NewGradeSplit, title: str, out: Path, arms: list[str], 
         "max_gain": max_gain,
         "min_strength": min_strength,
         "composite_mode": composite_mode,
+        "change_region": change_region,
         "window": window,
         "placement": placement,
         "test_images": len(split.test),
@@ -481,5 +485,6 @@ def main(argv: list[str]) -> int:
                   mask_source=args.mask_source, min_change=args.min_change, critic_redraws=args.critic_redraws,
                   window=args.window, change_scale=args.change_scale, max_gain=args.max_gain,
                   min_strength=args.min_strength,
-                  composite_mode=args.composite_mode, gan_seeds=args.gan_seeds, placement=args.placement)
+                  composite_mode=args.composite_mode, change_region=args.change_region, gan_seeds=args.gan_seeds,
+                  placement=args.placement)
     return 0

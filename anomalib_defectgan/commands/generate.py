@@ -195,6 +195,7 @@ def _settings(args: argparse.Namespace, normals: list[Path], channels: int, grad
             **({"max_gain": args.max_gain} if args.max_gain is not None else {}),
             **({"min_strength": args.min_strength} if args.min_strength != 1.0 else {}),
             **({"composite_mode": args.composite_mode} if args.composite_mode else {}),
+            **({"change_region": args.change_region} if args.change_region else {}),
             **({"backend": args.backend, "batch_size": args.batch_size, "threads": torch.get_num_threads()}
                if args.generator == "defectgan" else {}),
             "channels": channels, "grade": grade, "split": args.split,

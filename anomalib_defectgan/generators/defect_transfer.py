@@ -165,6 +165,10 @@ class DefectTransferGenerator(nn.Module):
             add only the defect's change (right for a new grade: no foreign plate). Paste was
             measured on SD-saliency (docs/benchmarks.md, 2026-12-03 eighth run), adaptive on
             the steel world (sixth run); paste on a new grade with the same weights was not.
+        change_region: Where a composite-path GAN may change its composite, overriding its
+            ``generator.json`` (None: its own): ``"halo"``, the pasted defect and its feathered
+            edge; ``"defect"``, the donor's defect pixels only, so G cannot lay a plate around a
+            thin defect (``DefectGanNet``'s ``change_region``).
         rotate90: Also use quarter turns of donors (off: rolled steel is directional).
         window: Side (px) of the window the GAN paints on (None: its training crop size). The GAN
             is convolutional, so a composite-path GAN trained on small crops can paint donors
@@ -209,6 +213,7 @@ class DefectTransferGenerator(nn.Module):
         max_gain: float | None = None,
         min_strength: float = 1.0,
         composite_mode: str | None = None,
+        change_region: str | None = None,
         rotate90: bool = False,
         window: int | None = None,
         placement: str = "defect",
@@ -219,7 +224,7 @@ class DefectTransferGenerator(nn.Module):
     ) -> None:
         super().__init__()
         from anomalib_defectgan.models.defect_gan.inference import load_generator
-        from anomalib_defectgan.models.defect_gan.torch_model import COMPOSITE_MODES
+        from anomalib_defectgan.models.defect_gan.torch_model import CHANGE_REGIONS, COMPOSITE_MODES
 
         if not 0.0 <= probability <= 1.0:
             raise ValueError(f"probability must be in [0, 1], got {probability}")
@@ -249,17 +254,20 @@ class DefectTransferGenerator(nn.Module):
             raise ValueError(f"critic_redraws needs the GAN's critic V, and {checkpoint} has none (critic.safetensors "
                              "is written by 'defectgan fit' when V was trained: classifier_steps > 0)")
         self.critic_redraws = int(critic_redraws)
-        if composite_mode is not None:
-            if composite_mode not in COMPOSITE_MODES:
-                raise ValueError(f"composite_mode must be one of {COMPOSITE_MODES}, got {composite_mode!r}")
+        for name, value, choices in (("composite_mode", composite_mode, COMPOSITE_MODES),
+                                     ("change_region", change_region, CHANGE_REGIONS)):
+            if value is None:
+                continue
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {value!r}")
             if not gan.needs_donor_pixels:
-                raise ValueError(f"composite_mode applies to a composite-path GAN; {checkpoint} is a code-path GAN "
-                                 "(defect_path 'code'): leave composite_mode out")
-            if openvino_model is not None and composite_mode != gan.net.composite_mode:
-                raise ValueError(f"openvino_model {openvino_model} was exported with composite_mode "
-                                 f"{gan.net.composite_mode!r}, not {composite_mode!r}: leave openvino_model out "
+                raise ValueError(f"{name} applies to a composite-path GAN; {checkpoint} is a code-path GAN "
+                                 f"(defect_path 'code'): leave {name} out")
+            if openvino_model is not None and value != getattr(gan.net, name):
+                raise ValueError(f"openvino_model {openvino_model} was exported with {name} "
+                                 f"{getattr(gan.net, name)!r}, not {value!r}: leave openvino_model out "
                                  "(converted at start-up)")
-            gan.net.composite_mode = composite_mode
+            setattr(gan.net, name, value)
         self.__dict__["gan"] = gan  # not a submodule: see the class docstring
         self.bank = load_bank(defect_bank, classes)
         known = [c for c in self.bank.classes if c in gan.classes[1:]]

@@ -12,7 +12,7 @@ from typing import Any
 
 from anomalib_defectgan.data.blending import CHANGE_THRESHOLD
 from anomalib_defectgan.generators.defect_transfer import MASK_SOURCES, PLACEMENTS
-from anomalib_defectgan.models.defect_gan.torch_model import COMPOSITE_MODES
+from anomalib_defectgan.models.defect_gan.torch_model import CHANGE_REGIONS, COMPOSITE_MODES
 
 
 def add_transfer_options(parser: argparse.ArgumentParser, who: str, masks: bool = True,
@@ -24,7 +24,7 @@ def add_transfer_options(parser: argparse.ArgumentParser, who: str, masks: bool 
         who: What the options apply to, prefixed to each help text (e.g. ``"defectgan arm"``).
         masks: Also add the options that decide which pixels a transfer changes and labels.
         strength: Also add ``--min-strength``.
-        composite: Also add ``--composite-mode``.
+        composite: Also add ``--composite-mode`` and ``--change-region``.
         placement: Also add ``--placement`` (not for paintings at fixed positions).
     """
     if masks:
@@ -62,13 +62,18 @@ def add_transfer_options(parser: argparse.ArgumentParser, who: str, masks: bool 
                                  "for donors of the same material), adaptive / residual (the defect's change "
                                  "only; for a new grade) or matched (that change fitted to the new material) "
                                  "(default: the GAN's own)")
+        parser.add_argument("--change-region", choices=CHANGE_REGIONS, default=None,
+                            help=f"{who}: where a composite-path GAN may change its composite, overriding its "
+                                 "generator.json: halo (the pasted defect and its feathered edge) or defect (the "
+                                 "donor's defect pixels only: no plate around a thin defect) (default: the GAN's "
+                                 "own)")
     parser.add_argument("--critic-redraws", type=int, default=0,
                         help=f"{who}: redraw a transfer the GAN's critic V does not recognise as the donor's "
                              "class, up to this many times (default: %(default)s)")
 
 
 TRANSFER_OPTIONS = ("mask_source", "min_change", "window", "placement", "change_scale", "max_gain", "min_strength",
-                    "composite_mode", "critic_redraws")
+                    "composite_mode", "change_region", "critic_redraws")
 """The :class:`DefectTransferGenerator` settings that :func:`add_transfer_options` may add."""
 
 

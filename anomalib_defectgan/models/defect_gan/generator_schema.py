@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from anomalib_defectgan.errors import DefectGanError
-from anomalib_defectgan.models.defect_gan.torch_model import COMPOSITE_MODES, DEFECT_PATHS, DefectGanNet
+from anomalib_defectgan.models.defect_gan.torch_model import CHANGE_REGIONS, COMPOSITE_MODES, DEFECT_PATHS, DefectGanNet
 
 MAX_CROP = 4096
 MAX_WIDTH = 4096
@@ -28,7 +28,8 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
 _FLOAT_RANGES: dict[str, tuple[float, float]] = {
     "mask_bias": (-20.0, 20.0), "composite_feather": (0.0, 64.0), "region_feather": (0.0, 64.0),
 }
-_CHOICES: dict[str, tuple[str, ...]] = {"defect_path": DEFECT_PATHS, "composite_mode": COMPOSITE_MODES}
+_CHOICES: dict[str, tuple[str, ...]] = {"defect_path": DEFECT_PATHS, "composite_mode": COMPOSITE_MODES,
+                                        "change_region": CHANGE_REGIONS}
 _BOOLS = ("canvas_skip",)
 
 

@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 NET_ARGS = ("base_channels", "max_channels", "zd_channels", "sd_dim", "zt_dim", "w_dim", "embed_dim",
             "mapping_layers", "mask_bias", "canvas_skip", "code_levels", "defect_path", "composite_feather",
-            "region_dilation", "region_feather", "composite_mode")
+            "region_dilation", "region_feather", "composite_mode", "change_region")
 
 
 class DefectGan(pl.LightningModule):
@@ -144,6 +144,7 @@ class DefectGan(pl.LightningModule):
         region_dilation: int = 1,
         region_feather: float = 0.0,
         composite_mode: str = "paste",
+        change_region: str = "halo",
         contrast_jitter: float = 0.4,
         paired_background: str = "restored",
         cycle_through_transfer: bool = True,

@@ -37,6 +37,9 @@ from anomalib_defectgan.models.defect_gan.layers import (
 
 LEVELS = 4  # default resolutions H, H/2, H/4, H/8: the defect code lives at the last one
 DEFECT_PATHS = ("code", "composite")
+#: Which pixels a composite-path G may change, before ``region_dilation``: ``"halo"``, the pasted
+#: blend weight ``alpha > 0`` (the defect and its feathered edge); ``"defect"``, the donor's defect pixels.
+CHANGE_REGIONS = ("halo", "defect")
 
 
 @dataclass
@@ -275,6 +278,11 @@ class DefectGanNet(nn.Module):
             defect brings its own (``replace_texture``); ``"matched"``, the adaptive change fitted
             to the canvas' material first (:func:`~anomalib_defectgan.data.blending.match_change`:
             darkening scaled by the grey-level ratio, the donor's grain left out).
+        change_region: Where G may change the composite (``"composite"``), before ``region_dilation``:
+            ``"halo"``, the pasted blend weight ``alpha > 0`` (the defect and its feathered edge,
+            about ``2 * composite_feather`` px around it); ``"defect"``, the donor's defect pixels
+            only, so G cannot lay a plate around a thin defect (the composite's own feathered
+            edge still blends it).
     """
 
     def __init__(self, channels: int = 1, num_classes: int = 2, num_grades: int = 1, base_channels: int = 16,
@@ -282,12 +290,14 @@ class DefectGanNet(nn.Module):
                  w_dim: int = 64, embed_dim: int = 16, mapping_layers: int = 2, mask_bias: float = -1.0,
                  canvas_skip: bool = False, code_levels: int = LEVELS, defect_path: str = "code",
                  composite_feather: float = 2.0, region_dilation: int = 1, region_feather: float = 0.0,
-                 composite_mode: str = "paste") -> None:
+                 composite_mode: str = "paste", change_region: str = "halo") -> None:
         super().__init__()
         if defect_path not in DEFECT_PATHS:
             raise ValueError(f"defect_path must be one of {DEFECT_PATHS}, got {defect_path!r}")
         if composite_mode not in COMPOSITE_MODES:
             raise ValueError(f"composite_mode must be one of {COMPOSITE_MODES}, got {composite_mode!r}")
+        if change_region not in CHANGE_REGIONS:
+            raise ValueError(f"change_region must be one of {CHANGE_REGIONS}, got {change_region!r}")
         if num_classes < 2:
             raise ValueError(f"need 'good' and at least one defect class, got num_classes={num_classes}")
         if code_levels not in (2, 3, 4, 5):
@@ -306,6 +316,7 @@ class DefectGanNet(nn.Module):
             raise ValueError(f"region_feather must be >= 0, got {region_feather}")
         self.region_feather = float(region_feather)
         self.composite_mode = composite_mode
+        self.change_region = change_region
         self.channels = channels
         self.num_classes = num_classes
         self.num_grades = num_grades
@@ -339,11 +350,12 @@ class DefectGanNet(nn.Module):
 
         Returns:
             ``(composite, region)``; ``region`` ``[B, 1, H, W]`` in [0, 1]: 1 on the pasted alpha
-            grown by ``region_dilation``, a Gaussian fade of ``region_feather`` px around it, 0
+            (``change_region`` ``"halo"``) or the donor's defect (``"defect"``) grown by ``region_dilation``, a Gaussian fade of ``region_feather`` px around it, 0
             where G may not change anything.
         """
         composite, alpha = put_defect(canvas, donor, donor_mask, self.composite_mode, self.composite_feather)
-        region = feather_alpha(dilate((alpha > 0).to(canvas.dtype), self.region_dilation), self.region_feather)
+        base = alpha > 0 if self.change_region == "halo" else donor_mask >= 0.5
+        region = feather_alpha(dilate(base.to(canvas.dtype), self.region_dilation), self.region_feather)
         return composite, region
 
     def transfer(self, canvas: Tensor, z_d: Tensor, coarse_mask_logits: Tensor, s_d: Tensor, defect_class: Tensor,
