@@ -14,7 +14,12 @@ from typing import Any
 import torch
 
 from anomalib_defectgan.errors import DefectGanError
-from anomalib_defectgan.models.defect_gan.torch_model import CHANGE_REGIONS, COMPOSITE_MODES, DEFECT_PATHS, DefectGanNet
+from anomalib_defectgan.models.defect_gan.torch_model import (
+    CHANGE_REGIONS,
+    COMPOSITE_MODES,
+    DEFECT_PATHS,
+    DefectGanNet,
+)
 
 MAX_CROP = 4096
 MAX_WIDTH = 4096
