@@ -79,8 +79,10 @@ class DefectGan(pl.LightningModule):
         region_dilation: Pixels the region G may change grows beyond the pasted edge (``"composite"``).
         region_feather: Sigma (px) over which G's change fades out beyond that region (0: hard edge).
         composite_mode: ``"paste"``, ``"residual"``, ``"adaptive"`` or ``"matched"``: how the donor's defect is put
-            on the canvas. ``base_channels`` to ``composite_mode`` are :class:`DefectGanNet`'s
-            arguments, documented in full there.
+            on the canvas.
+        change_region: ``"halo"`` (the pasted defect and its feathered edge) or ``"defect"`` (the donor's
+            defect pixels): where G may change the composite (``"composite"``). ``base_channels`` to
+            ``change_region`` are :class:`DefectGanNet`'s arguments, documented in full there.
         contrast_jitter: ``"composite"`` training: the donor's defect is put back on its own restored
             background with its contrast scaled by a random factor in ``1 +- contrast_jitter``, and G
             must rebuild the real donor from that (the paired target).
