@@ -528,17 +528,25 @@ def test_min_strength_paints_fainter_defects_and_labels_only_what_still_changed(
         DefectTransferGenerator(path, world["bank"], cache_dir=world["cache"], min_strength=0)
 
 
+def grey_canvases() -> torch.Tensor:
+    """Four 32 px canvases of grey noise, the same on every call."""
+    return torch.rand(4, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.1 + 0.45
+
+
+def paint_fixed_donors(path: Path, world: dict[str, Path], **settings: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """Donors 0, 1, 4 and 5 painted onto :func:`grey_canvases` (seed 4, windows inside the canvas)."""
+    gen = DefectTransferGenerator(path, world["bank"], probability=1.0, seed=4, cache_dir=world["cache"],
+                                  edge_margin=0, **settings)
+    return gen.paint_donors(grey_canvases(), [0, 1, 4, 5])
+
+
 def test_composite_mode_overrides_the_gans_own_as_if_it_had_been_trained_with_it(world: dict[str, Path]) -> None:
     residual = make_tiny_generator(world["root"] / "gen_mode_residual", defect_path="composite",
                                    composite_mode="residual")
     paste = make_tiny_generator(world["root"] / "gen_mode_paste", defect_path="composite", composite_mode="paste")
-    images = torch.rand(4, 1, 32, 32) * 0.1 + 0.45
-    donors = [0, 1, 4, 5]
 
     def paint(path: Path, **settings: object) -> tuple[torch.Tensor, torch.Tensor]:
-        gen = DefectTransferGenerator(path, world["bank"], probability=1.0, seed=4, cache_dir=world["cache"],
-                                      edge_margin=0, **settings)
-        return gen.paint_donors(images, donors)
+        return paint_fixed_donors(path, world, **settings)
 
     as_trained, _ = paint(residual)
     overridden, mask = paint(residual, composite_mode="paste")
@@ -559,13 +567,10 @@ def test_change_region_defect_keeps_gs_change_on_the_donors_defect(world: dict[s
     halo = make_tiny_generator(world["root"] / "gen_region_halo", defect_path="composite", change_bias=2.0)
     tight = make_tiny_generator(world["root"] / "gen_region_defect", defect_path="composite", change_bias=2.0,
                                 change_region="defect")
-    images = torch.rand(4, 1, 32, 32) * 0.1 + 0.45
-    donors = [0, 1, 4, 5]
+    images = grey_canvases()
 
     def paint(path: Path, **settings: object) -> tuple[torch.Tensor, torch.Tensor]:
-        gen = DefectTransferGenerator(path, world["bank"], probability=1.0, seed=4, cache_dir=world["cache"],
-                                      edge_margin=0, **settings)
-        return gen.paint_donors(images, donors)
+        return paint_fixed_donors(path, world, **settings)
 
     wide, wide_mask = paint(halo)
     narrow, narrow_mask = paint(halo, change_region="defect")
