@@ -454,9 +454,10 @@ def test_change_region_defect_is_the_donors_defect_grown_not_its_feathered_halo(
     with pytest.raises(ValueError, match="change_region"):
         DefectGanNet(num_classes=3, defect_path="composite", change_region="ring")
     model = tiny_model(defect_path="composite", change_region="defect")
-    with torch.no_grad():  # a G that brightens everything it may touch
-        for layer in model.net.generator.to_rgb:
-            layer.bias.fill_(1.0)
+    with torch.no_grad():  # a G (live and the exported EMA copy) that brightens everything it may touch
+        for net in (model.net, model.net_ema):
+            for layer in net.generator.to_rgb:
+                layer.bias.fill_(1.0)
         f = model.forward_passes(batch)
     assert torch.equal(f.m_t, region), "training uses the same region"
     outside = (f.m_t == 0).expand_as(f.transfer)
@@ -473,7 +474,10 @@ def test_change_region_defect_is_the_donors_defect_grown_not_its_feathered_halo(
     with torch.no_grad():
         ref_image, ref_mask = gen.export_module()(*inputs)
     image, exported_mask = OpenVinoTransfer.from_generator(gen)(*inputs)
+    assert torch.equal(ref_mask, region), "the exported graph changes the defect region only"
     assert torch.allclose(image, ref_image, atol=1e-4) and torch.equal(exported_mask, ref_mask)
+    changed = (image - pasted).abs().amax(dim=1, keepdim=True) > 1e-3
+    assert bool(changed.any()) and bool((changed <= (region > 0)).all()), "OpenVINO paints inside the region, only there"
 
 
 def test_composite_generator_file_needs_and_uses_donor_pixels(tmp_path: Path) -> None:

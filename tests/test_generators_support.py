@@ -81,9 +81,10 @@ def make_tiny_generator(root: Path, classes: tuple[str, ...] = ("scratch", "spot
 
     v = VersatileClassifier(channels, len(classes) + 1, 1, width=4) if critic else None
     net = DefectGanNet(**config)
-    with torch.no_grad():
-        for layer in net.generator.to_rgb:
-            layer.bias.fill_(change_bias)
+    if change_bias:
+        with torch.no_grad():
+            for layer in net.generator.to_rgb:
+                layer.bias.fill_(change_bias)
     save_generator(net, config, ["good", *classes], ["known"], crop_size, root, critic=v,
                    critic_width=4)
     return root

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import warnings
@@ -544,9 +545,7 @@ def test_composite_mode_overrides_the_gans_own_as_if_it_had_been_trained_with_it
     residual = make_tiny_generator(world["root"] / "gen_mode_residual", defect_path="composite",
                                    composite_mode="residual")
     paste = make_tiny_generator(world["root"] / "gen_mode_paste", defect_path="composite", composite_mode="paste")
-
-    def paint(path: Path, **settings: object) -> tuple[torch.Tensor, torch.Tensor]:
-        return paint_fixed_donors(path, world, **settings)
+    paint = functools.partial(paint_fixed_donors, world=world)
 
     as_trained, _ = paint(residual)
     overridden, mask = paint(residual, composite_mode="paste")
@@ -568,9 +567,7 @@ def test_change_region_defect_keeps_gs_change_on_the_donors_defect(world: dict[s
     tight = make_tiny_generator(world["root"] / "gen_region_defect", defect_path="composite", change_bias=2.0,
                                 change_region="defect")
     images = grey_canvases()
-
-    def paint(path: Path, **settings: object) -> tuple[torch.Tensor, torch.Tensor]:
-        return paint_fixed_donors(path, world, **settings)
+    paint = functools.partial(paint_fixed_donors, world=world)
 
     wide, wide_mask = paint(halo)
     narrow, narrow_mask = paint(halo, change_region="defect")
