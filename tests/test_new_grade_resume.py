@@ -11,6 +11,7 @@ from anomalib_defectgan.benchmark import new_grade
 from anomalib_defectgan.benchmark.classifier_run import ArmResult, ClassifierSettings
 from anomalib_defectgan.benchmark.new_grade_protocol import new_grade_split
 from anomalib_defectgan.data.manifest import read_manifest
+from anomalib_defectgan.data.synthetic_steel import HeldOutGrade
 from anomalib_defectgan.errors import DefectGanError
 from tests.helpers import write_blob_dataset
 
@@ -40,3 +41,22 @@ def test_finished_runs_are_reused_only_with_the_same_settings(tmp_path: Path, mo
     assert again["summary"]["none"]["auroc"] == pytest.approx(first["summary"]["none"]["auroc"]) == 0.55
     with pytest.raises(DefectGanError, match=r"none_seed0/result\.json: a finished run made with other settings"):
         new_grade.run_benchmark(settings=ClassifierSettings(max_steps=4, image_size=32, progress=False), **run)
+
+
+def test_more_steel_world_test_images_are_rendered_once_and_other_counts_are_refused(tmp_path: Path) -> None:
+    held_out = HeldOutGrade("pickled", per_class=4, goods=2)
+    manifest = new_grade.prepare_dataset("steel-world", tmp_path, None, None, 32, 3, 5, 0, held_out)
+    pickled = read_manifest(manifest).query("grade == 'pickled'")
+    assert pickled.query("label == 'defect'").groupby("defect_class").size().eq(4).all()
+    assert len(pickled.query("label == 'good' and split == 'test'")) == 2
+    stamp = manifest.stat().st_mtime_ns
+    assert new_grade.prepare_dataset("steel-world", tmp_path, None, None, 32, 3, 5, 0, held_out) == manifest
+    assert manifest.stat().st_mtime_ns == stamp, "a rendered world is reused, not rendered again"
+    with pytest.raises(DefectGanError, match=r"manifest.csv: grade 'pickled' holds .* not the 6 and 2 asked for"):
+        new_grade.prepare_dataset("steel-world", tmp_path, None, None, 32, 3, 5, 0, HeldOutGrade("pickled", 6, 2))
+
+
+def test_test_goods_is_refused_for_a_dataset_that_cannot_render_more(tmp_path: Path) -> None:
+    with pytest.raises(DefectGanError, match="--test-goods renders steel-world images; aitex cannot"):
+        new_grade.main(["--dataset", "aitex", "--test-goods", "200", "--out", str(tmp_path / "bench")])
+    assert not (tmp_path / "bench").exists()

@@ -20,6 +20,7 @@ from anomalib_defectgan.data.synthetic_steel import (
     CLASSES,
     GRADE_NAMES,
     MASK_THRESHOLD,
+    HeldOutGrade,
     defect_split_counts,
     make_synthetic_steel,
 )
@@ -220,6 +221,35 @@ def test_bad_arguments_give_clear_errors(tmp_path: Path) -> None:
         make_synthetic_steel(tmp_path / "c", paired=True, grades=["pickled"], progress=False)
     with pytest.raises(DefectGanError, match="size"):
         make_synthetic_steel(tmp_path / "d", size=8, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_test_grade_gets_more_test_images_and_everything_else_stays_byte_identical(
+        dataset: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
+    out, base = dataset
+    more = make_synthetic_steel(tmp_path / "more", seed=5, held_out=HeldOutGrade("pickled", 5, 4), **SMALL)
+    first, bigger = _hashes(out), _hashes(tmp_path / "more")
+    assert all(bigger[name] == digest for name, digest in first.items() if name != "manifest.csv")
+    pickled, before = more[more["grade"] == "pickled"], base[base["grade"] == "pickled"]
+    assert pickled[pickled["label"] == "defect"].groupby("defect_class").size().eq(5).all()
+    assert ((pickled["label"] == "good") & (pickled["split"] == "test")).sum() == 4
+    assert len(pickled) - len(before) == len(CLASSES) * 2 + 3  # 5 - 3 defects per class, 4 - 1 good test images
+    def relative(frame: pd.DataFrame, root: Path) -> pd.DataFrame:
+        paths = ["image_path", "mask_path"]
+        return frame.assign(**{c: frame[c].str.replace(str(root), "", regex=False) for c in paths}).reset_index(drop=True)
+
+    kept = relative(pickled, tmp_path / "more")
+    added = kept[~kept["image_path"].isin(relative(before, out)["image_path"])]
+    assert len(added) == len(pickled) - len(before) and (added["split"] == "test").all()
+    assert relative(more[more["grade"] != "pickled"], tmp_path / "more").equals(
+        relative(base[base["grade"] != "pickled"], out))
+
+
+def test_a_test_grade_rejects_fewer_images_and_unknown_grades(tmp_path: Path) -> None:
+    with pytest.raises(DefectGanError, match=r"held-out grade 'pickled': 2 defects per class .* every grade's 3"):
+        make_synthetic_steel(tmp_path / "a", held_out=HeldOutGrade("pickled", 2, 5), **SMALL)
+    with pytest.raises(DefectGanError, match=r"held-out grade 'stainless' is not rendered"):
+        make_synthetic_steel(tmp_path / "b", held_out=HeldOutGrade("stainless", 5, 5), **SMALL)
     assert list(tmp_path.iterdir()) == []
 
 

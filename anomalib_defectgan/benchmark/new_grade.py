@@ -56,6 +56,7 @@ from anomalib_defectgan.benchmark.results_table import (
 )
 from anomalib_defectgan.data.blending import CHANGE_THRESHOLD
 from anomalib_defectgan.data.manifest import read_manifest, write_manifest
+from anomalib_defectgan.data.synthetic_steel import HeldOutGrade, good_split_counts, make_synthetic_steel
 from anomalib_defectgan.errors import DefectGanError
 from anomalib_defectgan.generators.factory import build_generator
 from anomalib_defectgan.utils.atomic import atomic_write_text
@@ -64,23 +65,31 @@ from anomalib_defectgan.utils.progress import RunClock
 from anomalib_defectgan.utils.transfer_options import add_transfer_options
 
 DEFAULT_NEW_GRADE = {"steel-world": "pickled", "aitex": "fabric_03"}
+FEW_SHOT_TEST_PER_CLASS = 100
 SHARED_FOLDERS = {"aitex": "aitex", "sd-saliency": "sd-saliency-900"}
 
 
 def prepare_dataset(kind: str, out: Path, root: str | None, manifest: str | None, size: int, per_class: int,
-                    good_per_grade: int, seed: int) -> Path:
-    """Return the manifest of the dataset the benchmark runs on (rendering or importing it first)."""
+                    good_per_grade: int, seed: int, held_out: HeldOutGrade | None = None) -> Path:
+    """Return the manifest of the dataset the benchmark runs on (rendering or importing it first).
+
+    ``held_out`` (steel world only) renders more test images of the new grade; a steel world
+    already in ``out/data`` must hold that many, or the run stops with an error naming it.
+    """
     if kind == "manifest":
         if not manifest:
             raise DefectGanError("--dataset manifest needs --manifest PATH")
         return Path(manifest)
+    if held_out is not None and kind != "steel-world":
+        raise DefectGanError(f"--test-per-class and --test-goods render steel-world images; {kind} cannot render more")
     target = out / "data"
     if (target / "manifest.csv").is_file():
+        if held_out is not None:
+            _check_held_out_counts(target / "manifest.csv", held_out)
         return target / "manifest.csv"
     if kind == "steel-world":
-        from anomalib_defectgan.data.synthetic_steel import make_synthetic_steel
-
-        make_synthetic_steel(target, size=size, per_class=per_class, good_per_grade=good_per_grade, seed=seed)
+        make_synthetic_steel(target, size=size, per_class=per_class, good_per_grade=good_per_grade, seed=seed,
+                             held_out=held_out)
     elif kind in SHARED_FOLDERS:
         from anomalib_defectgan.data.datasets import aitex, sd_saliency
 
@@ -92,6 +101,18 @@ def prepare_dataset(kind: str, out: Path, root: str | None, manifest: str | None
     else:
         raise DefectGanError(f"unknown dataset {kind!r}; known: steel-world, aitex, manifest")
     return target / "manifest.csv"
+
+
+def _check_held_out_counts(manifest: Path, held_out: HeldOutGrade) -> None:
+    """Stop when a steel world already rendered holds other test counts than asked for."""
+    rows = read_manifest(manifest)
+    rows = rows[rows["grade"] == held_out.grade]
+    defects = rows[rows["label"] == "defect"].groupby("defect_class").size()
+    goods = int(((rows["label"] == "good") & (rows["split"] == "test")).sum())
+    if defects.empty or (defects != held_out.per_class).any() or goods != held_out.goods:
+        raise DefectGanError(
+            f"{manifest}: grade {held_out.grade!r} holds {defects.to_dict()} defects per class and {goods} good test "
+            f"images, not the {held_out.per_class} and {held_out.goods} asked for; choose another --out")
 
 
 def gan_manifest(frame: pd.DataFrame | None, split: NewGradeSplit) -> pd.DataFrame:
@@ -417,7 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--protocol", choices=["new-grade", "few-shot"],
                         help="new-grade (default; few-shot for sd-saliency): see the module docs")
     parser.add_argument("--patch", type=int, default=128, help="few-shot: patch size")
-    parser.add_argument("--test-per-class", type=int, default=100, help="few-shot: held-out images per class")
+    parser.add_argument("--test-per-class", type=int,
+                        help="test defect images per class: few-shot, images held out per class (default 100); "
+                             "steel world, defects per class rendered on the new grade, all of them test images "
+                             "(default: --per-class; the other grades, so donors and GAN training, stay unchanged)")
     parser.add_argument("--shots", type=int, default=10, help="few-shot: real defect images per class for training")
     parser.add_argument("--manifest", help="your manifest (with --dataset manifest)")
     parser.add_argument("--root", help="source folder of an imported dataset (aitex)")
@@ -451,8 +475,24 @@ def build_parser() -> argparse.ArgumentParser:
                         help="steel-world defects per class and grade (17: 102 real test defects)")
     parser.add_argument("--good-per-grade", type=int, default=500,
                         help="steel-world good images per grade (a fifth are test images)")
+    parser.add_argument("--test-goods", type=int,
+                        help="steel world: good test images of the new grade (default: a fifth of --good-per-grade); "
+                             "its training images are unchanged")
     parser.add_argument("--data-seed", type=int, default=0)
     return parser
+
+
+def _held_out_grade(args: argparse.Namespace) -> HeldOutGrade | None:
+    """The new grade's extra test renderings asked for on the command line (None: none)."""
+    if args.dataset != "steel-world":
+        if args.test_goods is not None:
+            raise DefectGanError(f"--test-goods renders steel-world images; {args.dataset} cannot render more")
+        return None
+    if args.test_per_class is None and args.test_goods is None:
+        return None
+    grade = args.new_grade or DEFAULT_NEW_GRADE.get(args.dataset, "")
+    return HeldOutGrade(grade, args.test_per_class or args.per_class,
+                     args.test_goods or good_split_counts(args.good_per_grade)[1])
 
 
 def main(argv: list[str]) -> int:
@@ -460,13 +500,14 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.out)
     manifest = prepare_dataset(args.dataset, out, args.root, args.manifest, args.size, args.per_class,
-                               args.good_per_grade, args.data_seed)
+                               args.good_per_grade, args.data_seed, _held_out_grade(args))
     frame = read_manifest(manifest)
     protocol = args.protocol or ("few-shot" if args.dataset == "sd-saliency" else "new-grade")
     if protocol == "few-shot":
         from anomalib_defectgan.benchmark.few_shot_patches import few_shot_patch_split
 
-        split = few_shot_patch_split(frame, out / "patches", args.patch, args.test_per_class, args.shots,
+        test_per_class = args.test_per_class or FEW_SHOT_TEST_PER_CLASS
+        split = few_shot_patch_split(frame, out / "patches", args.patch, test_per_class, args.shots,
                                      seed=args.data_seed, min_test_goods=args.min_test_goods)
         title, frame = f"few-shot {args.shots} per class", None
     else:

@@ -37,6 +37,7 @@ __all__ = [
     "GRADE_NAMES",
     "MASK_THRESHOLD",
     "SOURCE",
+    "HeldOutGrade",
     "defect_split_counts",
     "good_split_counts",
     "make_synthetic_steel",
@@ -92,18 +93,40 @@ class _Job:
     onto: tuple[str, ...] = ()
 
 
-def _jobs(grades: list[str], classes: list[str], per_class: int, good_per_grade: int, paired: bool) -> Iterator[_Job]:
+@dataclass(frozen=True)
+class HeldOutGrade:
+    """More test renderings of one grade (a benchmark's new grade), the other grades unchanged.
+
+    The first ``per_class`` defects and ``good_per_grade`` good images of the grade are rendered
+    and split as for every grade; the further ones (the next instance indices) all go to the test
+    split, so every training image, donor and validation carve-out stays byte-identical.
+
+    Attributes:
+        grade: The grade that gets more test images.
+        per_class: Defect instances per class rendered on it in all (at least ``per_class``).
+        goods: Good test images of it in all (at least the usual fifth of ``good_per_grade``).
+    """
+
+    grade: str
+    per_class: int
+    goods: int
+
+
+def _jobs(grades: list[str], classes: list[str], per_class: int, good_per_grade: int, paired: bool,
+          held_out: HeldOutGrade | None = None) -> Iterator[_Job]:
     train_good, _ = good_split_counts(good_per_grade)
-    good_width = max(3, len(str(good_per_grade)))
-    defect_width = max(3, len(str(per_class)))
     train, val, _ = defect_split_counts(per_class)
     for position, grade in enumerate(grades):
-        for index in range(good_per_grade):
+        goods, defects = good_per_grade, per_class
+        if held_out is not None and grade == held_out.grade:
+            goods, defects = train_good + held_out.goods, held_out.per_class
+        good_width, defect_width = max(3, len(str(goods))), max(3, len(str(defects)))
+        for index in range(goods):
             number, split = (index, "train") if index < train_good else (index - train_good, "test")
             yield _Job(grade, "good", index, split, f"{number:0{good_width}d}")
         partner = grades[(position + 1) % len(grades)]
         for defect_class in classes:
-            for index in range(per_class):
+            for index in range(defects):
                 split = "train" if index < train else "val" if index < train + val else "test"
                 onto = (grade, partner) if paired else (grade,)
                 yield _Job(grade, defect_class, index, split, f"{index:0{defect_width}d}", onto)
@@ -146,6 +169,17 @@ def _row(image: Path, mask: Path | str, grade: str, defect_class: str, split: st
     }
 
 
+def _check_held_out_grade(held_out: HeldOutGrade, grades: list[str], per_class: int, good_per_grade: int) -> None:
+    if held_out.grade not in grades:
+        raise DefectGanError(f"held-out grade {held_out.grade!r} is not rendered; rendered grades: {', '.join(grades)}")
+    _, test_good = good_split_counts(good_per_grade)
+    if held_out.per_class < per_class or held_out.goods < test_good:
+        raise DefectGanError(
+            f"held-out grade {held_out.grade!r}: {held_out.per_class} defects per class and {held_out.goods} good "
+            f"test images cannot be fewer than every grade's {per_class} and {test_good} "
+            f"(per_class={per_class}, good_per_grade={good_per_grade})")
+
+
 def _check_output(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"{out}: exists and is not a folder")
@@ -183,6 +217,7 @@ def make_synthetic_steel(
     channels: int = 1,
     overwrite: bool = False,
     progress: bool = True,
+    held_out: HeldOutGrade | None = None,
 ) -> pd.DataFrame:
     """Render the procedural steel world and write its manifest.
 
@@ -202,6 +237,7 @@ def make_synthetic_steel(
         channels: 1 (grey) or 3 (RGB with a faint per-grade tint).
         overwrite: Replace an existing non-empty ``out``.
         progress: Show a progress bar.
+        held_out: Render more test images of one grade (see :class:`HeldOutGrade`); None: none.
 
     Returns:
         The manifest rows with absolute paths, as :func:`~anomalib_defectgan.data.manifest.read_manifest`
@@ -221,14 +257,16 @@ def make_synthetic_steel(
         raise DefectGanError(f"channels must be 1 or 3, got {channels}")
     if paired and len(grade_list) < 2:
         raise DefectGanError("paired=True renders each defect onto two grades: select at least two grades")
+    if held_out is not None:
+        _check_held_out_grade(held_out, grade_list, per_class, good_per_grade)
     out = Path(out)
     _check_output(out, overwrite)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        jobs = list(_jobs(grade_list, class_list, per_class, good_per_grade, paired))
-        total = len(grade_list) * (good_per_grade + len(class_list) * per_class * (2 if paired else 1))
+        jobs = list(_jobs(grade_list, class_list, per_class, good_per_grade, paired, held_out))
+        total = sum(len(job.onto) or 1 for job in jobs)  # a good job has no onto grades
         rows: list[dict[str, str]] = []
         with tqdm(total=total, desc="steel world", unit="img", disable=not progress) as bar:
             for job in jobs:
