@@ -56,7 +56,24 @@ def test_more_steel_world_test_images_are_rendered_once_and_other_counts_are_ref
         new_grade.prepare_dataset("steel-world", tmp_path, None, None, 32, 3, 5, 0, HeldOutGrade("pickled", 6, 2))
 
 
-def test_test_goods_is_refused_for_a_dataset_that_cannot_render_more(tmp_path: Path) -> None:
-    with pytest.raises(DefectGanError, match="--test-goods renders steel-world images; aitex cannot"):
-        new_grade.main(["--dataset", "aitex", "--test-goods", "200", "--out", str(tmp_path / "bench")])
+@pytest.mark.parametrize("option", [["--test-goods", "200"], ["--test-per-class", "50"]])
+def test_more_test_images_are_refused_for_a_dataset_that_cannot_render_them(tmp_path: Path, option: list[str]) -> None:
+    with pytest.raises(DefectGanError, match=f"{option[0]} renders steel-world images; aitex cannot"):
+        new_grade.main(["--dataset", "aitex", *option, "--out", str(tmp_path / "bench")])
     assert not (tmp_path / "bench").exists()
+
+
+def test_test_per_class_is_the_few_shot_held_out_count(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    asked = {}
+
+    def stop(frame, out, patch, test_per_class, shots, **kwargs):
+        asked["test_per_class"] = test_per_class
+        raise DefectGanError("stop here")
+
+    from anomalib_defectgan.benchmark import few_shot_patches
+    monkeypatch.setattr(few_shot_patches, "few_shot_patch_split", stop)
+    monkeypatch.setattr(new_grade, "prepare_dataset", lambda *args: write_blob_dataset(tmp_path / "d", size=32))
+    for option, expected in (([], new_grade.FEW_SHOT_TEST_PER_CLASS), (["--test-per-class", "7"], 7)):
+        with pytest.raises(DefectGanError, match="stop here"):
+            new_grade.main(["--dataset", "sd-saliency", *option, "--out", str(tmp_path / "bench")])
+        assert asked["test_per_class"] == expected

@@ -485,14 +485,22 @@ def build_parser() -> argparse.ArgumentParser:
 def _held_out_grade(args: argparse.Namespace) -> HeldOutGrade | None:
     """The new grade's extra test renderings asked for on the command line (None: none)."""
     if args.dataset != "steel-world":
-        if args.test_goods is not None:
-            raise DefectGanError(f"--test-goods renders steel-world images; {args.dataset} cannot render more")
+        few_shot = _protocol(args) == "few-shot"
+        if args.test_goods is not None or (args.test_per_class is not None and not few_shot):
+            option = "--test-goods" if args.test_goods is not None else "--test-per-class"
+            raise DefectGanError(f"{option} renders steel-world images; {args.dataset} cannot render more"
+                                 + ("" if few_shot else " (--test-per-class is the few-shot held-out count)"))
         return None
     if args.test_per_class is None and args.test_goods is None:
         return None
     grade = args.new_grade or DEFAULT_NEW_GRADE.get(args.dataset, "")
-    return HeldOutGrade(grade, args.test_per_class or args.per_class,
-                     args.test_goods or good_split_counts(args.good_per_grade)[1])
+    per_class = args.per_class if args.test_per_class is None else args.test_per_class
+    goods = good_split_counts(args.good_per_grade)[1] if args.test_goods is None else args.test_goods
+    return HeldOutGrade(grade, per_class, goods)
+
+
+def _protocol(args: argparse.Namespace) -> str:
+    return args.protocol or ("few-shot" if args.dataset == "sd-saliency" else "new-grade")
 
 
 def main(argv: list[str]) -> int:
@@ -502,11 +510,11 @@ def main(argv: list[str]) -> int:
     manifest = prepare_dataset(args.dataset, out, args.root, args.manifest, args.size, args.per_class,
                                args.good_per_grade, args.data_seed, _held_out_grade(args))
     frame = read_manifest(manifest)
-    protocol = args.protocol or ("few-shot" if args.dataset == "sd-saliency" else "new-grade")
+    protocol = _protocol(args)
     if protocol == "few-shot":
         from anomalib_defectgan.benchmark.few_shot_patches import few_shot_patch_split
 
-        test_per_class = args.test_per_class or FEW_SHOT_TEST_PER_CLASS
+        test_per_class = FEW_SHOT_TEST_PER_CLASS if args.test_per_class is None else args.test_per_class
         split = few_shot_patch_split(frame, out / "patches", args.patch, test_per_class, args.shots,
                                      seed=args.data_seed, min_test_goods=args.min_test_goods)
         title, frame = f"few-shot {args.shots} per class", None
