@@ -245,6 +245,16 @@ def test_a_test_grade_gets_more_test_images_and_everything_else_stays_byte_ident
         relative(base[base["grade"] != "pickled"], out))
 
 
+def test_a_paired_world_keeps_the_partner_grade_unchanged(tmp_path: Path) -> None:
+    args = {**SMALL, "per_class": 1, "good_per_grade": 2, "grades": ["hot_rolled", "pickled"], "paired": True}
+    make_synthetic_steel(tmp_path / "a", seed=3, **args)
+    frame = make_synthetic_steel(tmp_path / "b", seed=3, held_out=HeldOutGrade("pickled", 2, 1), **args)
+    assert _hashes(tmp_path / "a" / "hot_rolled") == _hashes(tmp_path / "b" / "hot_rolled")
+    extra = frame[(frame["grade"] == "pickled") & frame["image_path"].str.endswith("001.png")
+                  & (frame["label"] == "defect")]
+    assert len(extra) == len(CLASSES) and (extra["pair_id"] == "").all()
+
+
 def test_a_test_grade_rejects_fewer_images_and_unknown_grades(tmp_path: Path) -> None:
     with pytest.raises(DefectGanError, match=r"held-out grade 'pickled': 2 defects per class .* every grade's 3"):
         make_synthetic_steel(tmp_path / "a", held_out=HeldOutGrade("pickled", 2, 5), **SMALL)

@@ -99,7 +99,9 @@ class HeldOutGrade:
 
     The first ``per_class`` defects and ``good_per_grade`` good images of the grade are rendered
     and split as for every grade; the further ones (the next instance indices) all go to the test
-    split, so every training image, donor and validation carve-out stays byte-identical.
+    split, so every training image, donor and validation carve-out stays byte-identical (the
+    further defects are not rendered onto a ``paired`` partner grade; the grade's file names get
+    a digit wider only beyond 999 images of a kind).
 
     Attributes:
         grade: The grade that gets more test images.
@@ -128,7 +130,7 @@ def _jobs(grades: list[str], classes: list[str], per_class: int, good_per_grade:
         for defect_class in classes:
             for index in range(defects):
                 split = "train" if index < train else "val" if index < train + val else "test"
-                onto = (grade, partner) if paired else (grade,)
+                onto = (grade, partner) if paired and index < per_class else (grade,)
                 yield _Job(grade, defect_class, index, split, f"{index:0{defect_width}d}", onto)
 
 
