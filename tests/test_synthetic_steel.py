@@ -224,7 +224,7 @@ def test_bad_arguments_give_clear_errors(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_test_grade_gets_more_test_images_and_everything_else_stays_byte_identical(
+def test_a_held_out_grade_gets_more_test_images_and_everything_else_stays_byte_identical(
         dataset: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
     out, base = dataset
     more = make_synthetic_steel(tmp_path / "more", seed=5, held_out=HeldOutGrade("pickled", 5, 4), **SMALL)
@@ -255,7 +255,7 @@ def test_a_paired_world_keeps_the_partner_grade_unchanged(tmp_path: Path) -> Non
     assert len(extra) == len(CLASSES) and (extra["pair_id"] == "").all()
 
 
-def test_a_test_grade_rejects_fewer_images_and_unknown_grades(tmp_path: Path) -> None:
+def test_a_held_out_grade_rejects_fewer_images_and_unknown_grades(tmp_path: Path) -> None:
     with pytest.raises(DefectGanError, match=r"held-out grade 'pickled': 2 defects per class .* every grade's 3"):
         make_synthetic_steel(tmp_path / "a", held_out=HeldOutGrade("pickled", 2, 5), **SMALL)
     with pytest.raises(DefectGanError, match=r"held-out grade 'stainless' is not rendered"):

@@ -73,15 +73,14 @@ def prepare_dataset(kind: str, out: Path, root: str | None, manifest: str | None
                     good_per_grade: int, seed: int, held_out: HeldOutGrade | None = None) -> Path:
     """Return the manifest of the dataset the benchmark runs on (rendering or importing it first).
 
-    ``held_out`` (steel world only) renders more test images of the new grade; a steel world
-    already in ``out/data`` must hold that many, or the run stops with an error naming it.
+    ``held_out`` (steel world only; :func:`_held_out_grade` refuses it for the others) renders more
+    test images of the new grade; a steel world already in ``out/data`` must hold that many, or the
+    run stops with an error naming it.
     """
     if kind == "manifest":
         if not manifest:
             raise DefectGanError("--dataset manifest needs --manifest PATH")
         return Path(manifest)
-    if held_out is not None and kind != "steel-world":
-        raise DefectGanError(f"--test-per-class and --test-goods render steel-world images; {kind} cannot render more")
     target = out / "data"
     if (target / "manifest.csv").is_file():
         if held_out is not None:
